@@ -1,0 +1,30 @@
+"""The Python API: ``tuneforge.train(config) -> Run`` and ``tuneforge.load(run_dir)``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tuneforge.config import Config, config_from_dict, load_config
+from tuneforge.runs import Run, open_run
+
+
+def train(config: Config | dict | str | Path | None = None, overrides: list[str] | None = None) -> Run:
+    """Run the task a config describes: a ``Config``, a dict, a YAML path, or None for the quickstart."""
+    if isinstance(config, dict):
+        config = config_from_dict(config)
+    elif config is None or isinstance(config, str | Path):
+        config = load_config(config, overrides)
+    from tuneforge.tasks import recipe_for
+
+    return recipe_for(config.task)(config)
+
+
+def load(run_dir: str | Path):
+    """A trained model from a run directory, ready to ``predict``."""
+    meta = json.loads((open_run(run_dir) / "tuneforge.json").read_text(encoding="utf-8"))
+    if meta["task"] == "text_classification":
+        from tuneforge.tasks.text_classifier import TextClassifier
+
+        return TextClassifier.from_run(run_dir)
+    raise NotImplementedError(f"loading task '{meta['task']}' is not supported yet")

@@ -1,0 +1,370 @@
+"""Typed run configuration: YAML in, checked dataclasses out.
+
+Every field carries its help text in ``metadata["help"]``; ``tuneforge config`` prints them and
+docs/configuration.md is generated from them. Loading is strict: an unknown key is an error with a
+"did you mean", a wrong type names the expected type, and CLI overrides (``train.lr=1e-4``) go
+through the same checks. The defaults are the quickstart run (LoRA on ``minilm-l6`` over
+``rt-sentences``), so ``Config()`` is a complete, runnable config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from tuneforge.errors import ConfigError
+
+
+def _field(default: Any, help: str, **kwargs: Any) -> Any:
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help}, **kwargs)
+    return field(default=default, metadata={"help": help}, **kwargs)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass
+class DataConfig:
+    dataset: str | None = _field("rt-sentences", "Built-in dataset (`tuneforge list datasets`); null to use files.")
+    train_file: str | None = _field(None, "Training file (CSV, TSV, JSONL or Parquet). Overrides `dataset`.")
+    validation_file: str | None = _field(None, "Validation file; if absent, carved from the training data.")
+    test_file: str | None = _field(None, "Test file; if absent and no validation file is given, carved from train.")
+    format: Literal["csv", "tsv", "jsonl", "parquet"] | None = _field(
+        None, "File format; inferred from the file suffix when null."
+    )
+    text_column: str = _field("text", "Column holding the input text.")
+    label_column: str = _field("label", "Column holding the label (or the list of labels when multi_label).")
+    multi_label: bool = _field(False, "Each row has a list of labels: sigmoid outputs, per-label thresholds.")
+    label_separator: str = _field("|", "Separator of labels inside one CSV/TSV cell when multi_label.")
+    split: list[float] = _field([0.8, 0.1, 0.1], "Train/validation/test fractions used when one file is given.")
+    max_length: int = _field(64, "Maximum tokens per text; longer texts are truncated.")
+    on_bad_rows: Literal["error", "skip"] = _field(
+        "error", "`error`: stop before training and list bad rows (exit 2); `skip`: train on the good rows."
+    )
+    max_examples: int | None = _field(None, "Use at most this many rows per split (quick experiments).")
+
+
+@dataclass
+class ModelConfig:
+    name: str = _field("minilm-l6", "Registered short name (`tuneforge list models`), a local HF folder or a hub id.")
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = _field(3, "Passes over the training data (fractions allowed).")
+    max_steps: int | None = _field(None, "Stop after this many optimizer steps (overrides epochs).")
+    batch_size: int = _field(32, "Examples per forward pass.")
+    grad_accum: int = _field(1, "Forward passes per optimizer step (effective batch = batch_size x grad_accum).")
+    lr: float = _field(1e-3, "Peak learning rate (after warmup).")
+    head_lr: float | None = _field(None, "Learning rate of the new classification head; null = `lr`.")
+    weight_decay: float = _field(0.01, "Decoupled (AdamW) weight decay; never applied to biases and norms.")
+    warmup_ratio: float = _field(0.06, "Fraction of steps spent warming up linearly from 0.")
+    scheduler: Literal["linear", "cosine", "constant"] = _field("linear", "Decay after warmup.")
+    max_grad_norm: float | None = _field(1.0, "Clip gradients to this global norm; null disables clipping.")
+    class_weights: Literal["auto"] | None = _field(
+        None, "`auto`: weight the loss by inverse label frequency (imbalanced data)."
+    )
+    precision: Literal["auto", "fp32", "bf16"] = _field(
+        "auto", "`auto` uses bf16 autocast where the hardware supports it fast (CUDA), fp32 otherwise."
+    )
+    group_by_length: bool = _field(True, "Batch texts of similar length together so short texts skip padding.")
+    log_every: int = _field(10, "Log loss and learning rate every N optimizer steps.")
+    num_workers: int = _field(0, "DataLoader worker processes (0 = main process; tokenization is done upfront).")
+
+
+@dataclass
+class EvalConfig:
+    every: int | Literal["epoch"] = _field("epoch", "Evaluate on validation every N steps, or each `epoch`.")
+    metric: str = _field("accuracy", "Validation metric for early stopping and best checkpoint (e.g. macro_f1).")
+    early_stopping_patience: int | None = _field(
+        None, "Stop after this many evaluations without improvement; null disables early stopping."
+    )
+    batch_size: int = _field(128, "Examples per forward pass during evaluation and prediction.")
+
+
+@dataclass
+class OutputConfig:
+    dir: str = _field("runs", "Parent folder of run directories (`<dir>/<name>-<timestamp>/`).")
+    tensorboard: bool = _field(True, "Write TensorBoard event files into the run directory.")
+    wandb: bool = _field(False, "Also log to Weights & Biases (needs `pip install wandb`).")
+    mlflow: bool = _field(False, "Also log to MLflow (needs `pip install mlflow`).")
+    progress: bool = _field(True, "Show progress bars.")
+
+
+# --------------------------------------------------------------------------- methods
+# One config class per method; `method.name` picks which. tuneforge.methods registers the code.
+
+
+@dataclass
+class FullConfig:
+    name: Literal["full"] = _field("full", "Train every parameter.")
+
+
+@dataclass
+class FreezeConfig:
+    name: Literal["freeze"] = _field("freeze", "Freeze the backbone, train only the new head (linear probe).")
+
+
+@dataclass
+class TopKConfig:
+    name: Literal["topk"] = _field("topk", "Train the last k transformer layers and the head.")
+    k: int = _field(2, "Number of top layers to train.")
+
+
+@dataclass
+class LoraConfig:
+    name: Literal["lora"] = _field("lora", "Low-rank adapters (PEFT) on the chosen modules; head trained fully.")
+    r: int = _field(8, "Adapter rank.")
+    alpha: float = _field(16.0, "Scaling numerator: adapters are scaled by alpha / r.")
+    dropout: float = _field(0.1, "Dropout on the adapter input.")
+    target_modules: list[str] | None = _field(
+        ["query", "key", "value", "attention.output.dense"],
+        "Module name suffixes to adapt; null = the model family's default.",
+    )
+    dora: bool = _field(False, "Weight-decomposed LoRA (DoRA).")
+
+
+METHOD_CONFIGS: dict[str, type] = {
+    "full": FullConfig,
+    "freeze": FreezeConfig,
+    "topk": TopKConfig,
+    "lora": LoraConfig,
+}
+MethodConfig = FullConfig | FreezeConfig | TopKConfig | LoraConfig
+
+
+@dataclass
+class Config:
+    task: Literal["text_classification"] = _field("text_classification", "What to train.")
+    name: str = _field("quickstart", "Run name, the prefix of the run directory.")
+    seed: int = _field(42, "One seed for splits, initialisation, dropout and batch order.")
+    deterministic: bool = _field(False, "Force deterministic kernels (bit-exact CPU repeats, slower).")
+    data: DataConfig = _field(None, "Where the examples come from and how they are read.")
+    model: ModelConfig = _field(None, "The pretrained model to start from.")
+    method: MethodConfig = _field(None, "How the model is adapted: full, freeze, topk, lora.")
+    train: TrainConfig = _field(None, "Optimisation.")
+    eval: EvalConfig = _field(None, "Validation during training.")
+    output: OutputConfig = _field(None, "Where results go and which loggers run.")
+
+    def __post_init__(self) -> None:
+        # Sections default to their own defaults; dataclasses can't express that directly.
+        for f in dataclasses.fields(self):
+            if getattr(self, f.name) is None and f.name in _SECTION_TYPES:
+                setattr(self, f.name, _SECTION_TYPES[f.name]())
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_SECTION_TYPES: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "method": LoraConfig,
+    "train": TrainConfig,
+    "eval": EvalConfig,
+    "output": OutputConfig,
+}
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a YAML config (or the defaults when ``path`` is None) and apply ``key=value`` overrides.
+
+    Raises:
+        ConfigError: naming the file, the key path and what is wrong.
+    """
+    raw: dict[str, Any] = {}
+    source = "command line"
+    if path is not None:
+        source = str(path)
+        raw = _read_yaml(Path(path))
+    for item in overrides or []:
+        _apply_override(raw, item)
+    return config_from_dict(raw, source)
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
+    """Build a checked ``Config`` from plain data (missing keys take their defaults)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections, got {type(raw).__name__}")
+    raw = dict(raw)
+    method_raw = raw.pop("method", None) or {}
+    config = _build(Config, raw, source, prefix="")
+    config.method = _build_method(method_raw, source)
+    return config
+
+
+def save_config(config: Config, path: Path) -> None:
+    """Write the fully resolved config; it loads back with ``load_config`` unchanged."""
+    text = "# Fully resolved tuneforge config: re-run with `tuneforge train <this file>`\n"
+    text += yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: invalid YAML ({getattr(error, 'problem', error)})") from None
+    return data if data is not None else {}
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override '{item}': expected KEY=VALUE, e.g. train.lr=1e-4")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    node = raw
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override '{item}': '{part}' is a value, not a section")
+        node = child
+    node[parts[-1]] = parsed
+
+
+def _build_method(raw: Any, source: str) -> MethodConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: 'method' must be a mapping with at least 'name', got {raw!r}")
+    name = raw.get("name", "lora")
+    if name not in METHOD_CONFIGS:
+        raise ConfigError(f"{source}: method.name: unknown method '{name}'{_suggest(str(name), METHOD_CONFIGS)}")
+    return _build(METHOD_CONFIGS[name], raw, source, prefix="method.")
+
+
+def _build(cls: type, raw: Any, source: str, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: '{prefix.rstrip('.')}' must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in fields:
+            owner = f" for method '{raw.get('name')}'" if prefix == "method." else ""
+            raise ConfigError(f"{source}: unknown key '{prefix}{key}'{owner}{_suggest(str(key), fields)}")
+    values = {}
+    for key, value in raw.items():
+        section = _SECTION_TYPES.get(key) if cls is Config else None
+        if section is not None:
+            values[key] = _build(section, value if value is not None else {}, source, f"{key}.")
+        else:
+            values[key] = _coerce(value, hints[key], f"{prefix}{key}", source)
+    return cls(**values)
+
+
+def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
+    """Check ``value`` against the annotation ``hint``; convert only lossless cases (int->float, '1e-4')."""
+    ok, converted = _match(value, hint)
+    if ok:
+        return converted
+    raise ConfigError(f"{source}: {key}: expected {_type_name(hint)}, got {value!r} ({type(value).__name__})")
+
+
+def _match(value: Any, hint: Any) -> tuple[bool, Any]:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(hint):
+            ok, converted = _match(value, option)
+            if ok:
+                return True, converted
+        return False, None
+    if origin is Literal:
+        return value in typing.get_args(hint), value
+    if origin is list:
+        if not isinstance(value, list):
+            return False, None
+        (item_hint,) = typing.get_args(hint)
+        items = [_match(v, item_hint) for v in value]
+        return all(ok for ok, _ in items), [v for _, v in items]
+    if hint is type(None):
+        return value is None, None
+    return _match_scalar(value, hint)
+
+
+def _match_scalar(value: Any, hint: type) -> tuple[bool, Any]:
+    if hint is bool:
+        return isinstance(value, bool), value
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return True, float(value)
+        if isinstance(value, str):  # PyYAML reads "1e-4" (no dot) as a string
+            try:
+                return True, float(value)
+            except ValueError:
+                return False, None
+        return False, None
+    if hint is str:
+        return isinstance(value, str), value
+    return isinstance(value, hint), value
+
+
+def _type_name(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(hint))
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(hint)[0])}"
+    if hint is type(None):
+        return "null"
+    return {"int": "an integer", "float": "a number", "str": "a string", "bool": "true/false"}.get(
+        hint.__name__, hint.__name__
+    )
+
+
+def _suggest(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    close = close or [c for c in choices if word.startswith(c) or c.startswith(word)][:1]
+    if close:
+        return f" (did you mean '{close[0]}'?)"
+    return f" (valid: {', '.join(sorted(choices))})"
+
+
+# --------------------------------------------------------------------------- documentation
+
+
+def describe_fields() -> list[tuple[str, str, str, str]]:
+    """(key path, type, default, help) for every field, methods included: the source of config docs."""
+    rows = []
+    for f in dataclasses.fields(Config):
+        section = _SECTION_TYPES.get(f.name)
+        if section is None:
+            rows.append(_describe(f, "", typing.get_type_hints(Config)[f.name]))
+        elif f.name != "method":
+            rows.extend(_describe_class(section, f"{f.name}."))
+    for cls in METHOD_CONFIGS.values():
+        rows.extend(_describe_class(cls, "method."))
+    return rows
+
+
+def _describe_class(cls: type, prefix: str) -> list[tuple[str, str, str, str]]:
+    hints = typing.get_type_hints(cls)
+    return [_describe(f, prefix, hints[f.name]) for f in dataclasses.fields(cls)]
+
+
+def _describe(f: dataclasses.Field, prefix: str, hint: Any) -> tuple[str, str, str, str]:
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    shown = yaml.safe_dump(default, default_flow_style=True).strip().removesuffix("...").strip()
+    return f"{prefix}{f.name}", _type_name(hint), shown, f.metadata["help"]

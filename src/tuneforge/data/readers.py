@@ -1,0 +1,578 @@
+"""Read labelled text rows from CSV, TSV, JSON Lines and Parquet files.
+
+A bad row never stops a read: it becomes a :class:`Problem` naming the file, the line (or Parquet row)
+and what is wrong, so the user can fix every row in one pass. Only whole-file problems (missing file,
+wrong format, missing column) raise :class:`~tuneforge.errors.DataError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import itertools
+import json
+import math
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuneforge.errors import DataError
+
+SUPPORTED_FORMATS: dict[str, str] = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",  # accepted only when it holds JSON Lines; a JSON array gets a clear error
+    ".parquet": "parquet",
+}
+FORMATS: tuple[str, ...] = ("csv", "tsv", "jsonl", "parquet")
+
+# Stable problem kinds (``Problem.kind``) and the short name a report shows for each.
+PROBLEM_KINDS: dict[str, str] = {
+    "empty_text": "empty text",
+    "missing_label": "missing label",
+    "not_utf8": "not UTF-8",
+    "bad_json": "not a JSON object",
+    "wrong_type": "wrong value type",
+    "field_count": "wrong number of fields",
+    "unseen_label": "label not in training split",
+}
+
+PREVIEW_ROWS = 1000
+
+_FORMAT_ALIASES = {"json": "jsonl", "ndjson": "jsonl", "jsonlines": "jsonl", "pq": "parquet"}
+_FORMAT_NAMES = {"csv": "CSV", "tsv": "TSV", "jsonl": "JSON Lines", "parquet": "Parquet"}
+# Magic bytes of files people often mistake for text tables, with what to tell them.
+_BINARY_HINTS = (
+    (b"PAR1", "it looks like a Parquet file: name it .parquet or set data.format: parquet"),
+    (b"PK\x03\x04", "it looks like a zip or Excel file: export the sheet as CSV"),
+    (b"\x1f\x8b", "it looks gzip-compressed: decompress it first"),
+)
+# Undecodable bytes come back from errors="surrogateescape" as lone surrogates; JSON "\udXXX" escapes
+# can produce them too, and either would crash a tokenizer later.
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_ABSENT = object()  # a key or cell the row does not have at all, as opposed to a null value
+_MAX_LISTED_COLUMNS = 30
+
+
+@dataclass
+class Example:
+    """One good row.
+
+    Attributes:
+        text: The input text.
+        label: The label name; a list of label names for multi-label data.
+        source: Where the row came from: ``"train.csv:17"`` (line) or ``"train.parquet:row 5"``.
+    """
+
+    text: str
+    label: str | list[str]
+    source: str
+
+
+@dataclass
+class Problem:
+    """One thing wrong with one row (or, with ``location=None``, with a whole file).
+
+    Attributes:
+        file: The path as the user gave it.
+        location: ``"line 17"`` or ``"row 5"``; None for whole-file problems.
+        kind: Stable machine-readable kind, one of the keys of ``PROBLEM_KINDS``.
+        message: Human text, e.g. ``"empty text in column 'text'"``.
+    """
+
+    file: str
+    location: str | None
+    kind: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}, {self.location}" if self.location else self.file
+        return f"{where}: {self.message}"
+
+
+@dataclass
+class ReadResult:
+    """What :func:`read_examples` found.
+
+    Attributes:
+        examples: The good rows only.
+        problems: One entry per problem; a bad row with several problems has several entries.
+        total_rows: Data rows in the file (header and blank lines not counted).
+    """
+
+    examples: list[Example] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    total_rows: int = 0
+
+
+@dataclass(slots=True)
+class _Row:
+    number: int  # 1-based line (CSV/TSV/JSONL) or row (Parquet)
+    values: dict[str, Any] | None  # None when the row could not be parsed at all
+    problems: list[tuple[str, str]]  # (kind, message) found while parsing
+
+
+@dataclass
+class _Table:
+    columns: list[str]
+    rows: Iterable[_Row]  # a stream for CSV/TSV, so read it once
+    unit: str  # "line" or "row": what Problem.location counts
+
+
+@dataclass(frozen=True)
+class _Spec:
+    file: str
+    unit: str
+    text_column: str
+    label_column: str
+    multi_label: bool
+    separator: str
+
+
+def detect_format(path: str | Path, fmt: str | None = None) -> str:
+    """Return the format to read ``path`` as: ``"csv"``, ``"tsv"``, ``"jsonl"`` or ``"parquet"``.
+
+    Args:
+        path: The data file; only its suffix is looked at.
+        fmt: An explicit format (the ``data.format`` config key); overrides the suffix.
+
+    Raises:
+        DataError: ``fmt`` is not a known format, or the suffix is not one of ``SUPPORTED_FORMATS``.
+    """
+    if fmt is not None:
+        name = fmt.strip().lower().lstrip(".")
+        name = _FORMAT_ALIASES.get(name, name)
+        if name not in FORMATS:
+            raise DataError(f"data.format {fmt!r} is not supported; use one of: {', '.join(FORMATS)}")
+        return name
+    suffix = Path(path).suffix.lower()
+    if suffix in SUPPORTED_FORMATS:
+        return SUPPORTED_FORMATS[suffix]
+    what = f"the suffix {suffix!r}" if suffix else "its name (it has no suffix)"
+    raise DataError(
+        f"{path}: cannot tell the file format from {what}; supported suffixes: "
+        f"{', '.join(SUPPORTED_FORMATS)}. Rename the file, or set data.format to one of: {', '.join(FORMATS)}"
+    )
+
+
+def read_examples(
+    path: str | Path,
+    text_column: str,
+    label_column: str,
+    *,
+    fmt: str | None = None,
+    multi_label: bool = False,
+    label_separator: str = "|",
+) -> ReadResult:
+    """Read labelled examples, turning every bad row into a :class:`Problem` instead of an error.
+
+    Text is kept as written (numbers become ``str``); labels are stripped, and numeric labels become
+    their integer string when integral (``1.0`` -> ``"1"``). Blank lines, and CSV rows whose cells are
+    all empty, are skipped and not counted.
+
+    Args:
+        path: CSV, TSV, JSON Lines or Parquet file.
+        text_column: Column (or JSON key) holding the text.
+        label_column: Column (or JSON key) holding the label.
+        fmt: Format override (``data.format``); by default taken from the suffix.
+        multi_label: Labels are lists (JSON/Parquet lists, or strings split on ``label_separator``).
+        label_separator: Separator of several labels in one string cell, for ``multi_label``.
+
+    Returns:
+        The good examples, the problems of the bad rows and the number of data rows.
+
+    Raises:
+        DataError: The file is missing or unreadable, is not in the expected format, or lacks a column.
+    """
+    if multi_label and not label_separator:
+        raise DataError("data.label_separator must not be empty when data.multi_label is true")
+    path = Path(path)
+    _check_file(path)
+    table = _load_table(path, detect_format(path, fmt), wanted=(text_column, label_column), limit=None)
+    _check_columns(str(path), table.columns, text_column, label_column)
+    spec = _Spec(str(path), table.unit, text_column, label_column, multi_label, label_separator)
+    result = ReadResult()
+    for row in table.rows:
+        result.total_rows += 1
+        example, problems = _row_to_example(row, spec)
+        if example is not None:
+            result.examples.append(example)
+        result.problems.extend(problems)
+    return result
+
+
+def read_columns(
+    path: str | Path, fmt: str | None = None, max_rows: int = PREVIEW_ROWS
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """Return a file's column names and its first rows, e.g. to infer a starter config.
+
+    Rows are dicts with every column as a key (``None`` where a row lacks it) and raw values: strings
+    for CSV/TSV, JSON values for JSON Lines, Python values for Parquet. Undecodable bytes are replaced
+    by U+FFFD so the values are always safe to print. Unparsable JSON lines are left out.
+
+    Args:
+        path: CSV, TSV, JSON Lines or Parquet file.
+        fmt: Format override (``data.format``); by default taken from the suffix.
+        max_rows: How many rows to return at most.
+
+    Raises:
+        DataError: The file is missing or unreadable, or is not in the expected format.
+    """
+    path = Path(path)
+    _check_file(path)
+    table = _load_table(path, detect_format(path, fmt), wanted=None, limit=max_rows)
+    rows = (_preview_row(row.values, table.columns) for row in table.rows if row.values is not None)
+    return table.columns, list(itertools.islice(rows, max_rows))
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise DataError(f"{path}: file not found (looked for {path.absolute()})")
+    if path.is_dir():
+        raise DataError(f"{path} is a directory; give the path of a data file inside it")
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the file ({err.strerror or err})") from None
+
+
+def _load_table(path: Path, fmt: str, wanted: tuple[str, ...] | None, limit: int | None) -> _Table:
+    if fmt == "parquet":
+        return _read_parquet(path, wanted, limit)
+    text = _read_text(path, fmt)
+    if fmt == "jsonl":
+        return _read_jsonl(str(path), text, limit)
+    return _read_delimited(str(path), text, "\t" if fmt == "tsv" else ",")
+
+
+def _read_text(path: Path, fmt: str) -> str:
+    """Decode a text file, keeping undecodable bytes as surrogates so they become row problems."""
+    data = _read_bytes(path)
+    expected = _FORMAT_NAMES[fmt]
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataError(f"{path} is not a valid {expected} file (it is UTF-16 encoded; save it as UTF-8)")
+    for magic, hint in _BINARY_HINTS:
+        if data.startswith(magic):
+            raise DataError(f"{path} is not a valid {expected} file ({hint})")
+    if b"\x00" in data:
+        raise DataError(f"{path} is not a valid {expected} file (it contains NUL bytes, so it looks binary)")
+    text = data.decode("utf-8-sig", errors="surrogateescape")  # -sig drops a leading BOM
+    if not text.strip():
+        raise DataError(f"{path}: file is empty")
+    return text
+
+
+def _read_delimited(file: str, text: str, delimiter: str) -> _Table:
+    records = _records(file, text, delimiter)
+    first = next(records, None)
+    if first is None:
+        raise DataError(f"{file}: file is empty")
+    header = first[1]
+    # Rows stream from the parser rather than pile up in a list: far fewer live objects for the GC to scan.
+    rows = (_delimited_row(number, header, fields, delimiter) for number, fields in records)
+    return _Table(header, rows, "line")
+
+
+def _records(file: str, text: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    """Yield (start line, fields) of each record that has data, header included."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    start, end, fields = 0, 0, []
+    try:
+        for fields in reader:
+            # line_num counts physical lines read so far, so a record starts right after the previous one.
+            start, end = end + 1, reader.line_num
+            if "".join(fields).strip():  # blank lines and rows of empty cells (spreadsheet exports) carry no data
+                yield start, fields
+    except csv.Error as err:
+        raise DataError(f"{file}, line {end + 1}: cannot parse the file ({err})") from None
+    _check_unclosed_quote(file, text, fields, start, end)
+
+
+def _delimited_row(number: int, header: list[str], fields: list[str], delimiter: str) -> _Row:
+    values = dict(zip(header, fields, strict=False))  # a short row simply lacks its last columns
+    problems = []
+    if len(fields) > len(header):
+        quote_hint = "a tab" if delimiter == "\t" else "','"
+        message = f"row has {len(fields)} fields, header has {len(header)} (quote fields that contain {quote_hint})"
+        problems.append(("field_count", message))
+    return _Row(number, values, problems)
+
+
+def _check_unclosed_quote(file: str, text: str, last_fields: list[str], start: int, end: int) -> None:
+    """Catch a quote that is never closed: the csv module silently reads the rest of the file as one value."""
+    last = last_fields[-1] if last_fields else ""
+    closed = text.rstrip().endswith('"')
+    if ("\n" in last or "\r" in last) and not closed:
+        raise DataError(
+            f"{file}, line {start}: a quoted field starts here but is never closed, so lines {start}-{end} "
+            'would be read as one value. Close the quote (write a quote inside a quoted field as "")'
+        )
+
+
+def _read_jsonl(file: str, text: str, limit: int | None) -> _Table:
+    columns: dict[str, None] = {}  # insertion-ordered union of the keys of all objects
+    rows: list[_Row] = []
+    good = 0
+    for number, line in enumerate(text.split("\n"), start=1):  # JSON strings cannot hold a raw "\n"
+        if not line.strip():
+            continue
+        values, error = _parse_json_line(line)
+        if values is None:
+            rows.append(_Row(number, None, [("bad_json", error)]))
+            continue
+        columns.update(dict.fromkeys(values))
+        rows.append(_Row(number, values, []))
+        good += 1
+        if limit is not None and good >= limit:
+            break
+    _check_mostly_json(file, text, rows, good)
+    return _Table(list(columns), rows, "line")
+
+
+def _parse_json_line(line: str) -> tuple[dict[str, Any] | None, str]:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as err:
+        return None, f"not a JSON object ({err.msg} at column {err.colno})"
+    except RecursionError:
+        return None, "not a JSON object (nested too deeply)"
+    if not isinstance(value, dict):
+        return None, f"not a JSON object (found {_type_name(value)})"
+    return value, ""
+
+
+def _check_mostly_json(file: str, text: str, rows: list[_Row], good: int) -> None:
+    """A few bad lines are row problems; a file of mostly bad lines is simply not JSON Lines."""
+    bad = len(rows) - good
+    if bad <= good:
+        return
+    if text.lstrip().startswith("["):
+        reason = "it holds a JSON array; write one JSON object per line instead"
+    else:
+        first = next(row for row in rows if row.values is None)
+        reason = f"{bad} of {len(rows)} lines are not JSON objects; line {first.number}: {first.problems[0][1]}"
+    raise DataError(
+        f"{file} is not a valid JSON Lines file ({reason}). "
+        'Each line must hold one JSON object, like {"text": "...", "label": "..."}'
+    )
+
+
+def _read_parquet(path: Path, wanted: tuple[str, ...] | None, limit: int | None) -> _Table:
+    import pyarrow as pa  # imported here so that reading CSV does not pay for pyarrow
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+        names = list(parquet.schema_arrow.names)
+        if limit is not None:
+            batch = next(parquet.iter_batches(batch_size=max(limit, 1)), None)
+            records = batch.to_pylist() if batch is not None else []
+            rows = [_Row(number, values, []) for number, values in enumerate(records[:limit], start=1)]
+            return _Table(names, rows, "row")
+        columns = [name for name in dict.fromkeys(wanted or ()) if name in names]
+        table = parquet.read(columns=columns)
+        values = [_column_values(table.column(name), pa) for name in columns]
+    except (pa.ArrowException, OSError, ValueError) as err:
+        raise DataError(f"{path} is not a valid Parquet file ({err})") from None
+    rows = [
+        _Row(number, dict(zip(columns, record, strict=True)), [])
+        for number, record in enumerate(zip(*values, strict=True), start=1)
+    ]
+    return _Table(names, rows, "row")
+
+
+def _column_values(column: Any, pa: Any) -> list[Any]:
+    try:
+        return column.to_pylist()
+    except UnicodeDecodeError:
+        # Writers do not always check that Arrow strings are UTF-8: take the raw bytes so that only
+        # the bad rows become problems.
+        return column.cast(pa.large_binary()).to_pylist()
+
+
+def _preview_row(values: dict[str, Any], columns: list[str]) -> dict[str, Any]:
+    return {name: _printable(values.get(name)) for name in columns}
+
+
+def _printable(value: Any) -> Any:
+    if isinstance(value, str) and _SURROGATES.search(value):
+        return _SURROGATES.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_printable(item) for item in value]
+    return value
+
+
+def _check_columns(file: str, columns: list[str], text_column: str, label_column: str) -> None:
+    if text_column == label_column:
+        raise DataError(
+            f"data.text_column and data.label_column are both {text_column!r}; they must name different columns"
+        )
+    missing = [(role, name) for role, name in (("text", text_column), ("label", label_column)) if name not in columns]
+    if missing:
+        raise DataError(_missing_columns_message(file, columns, missing))
+    for name in (text_column, label_column):
+        if columns.count(name) > 1:
+            raise DataError(f"{file}: column {name!r} appears {columns.count(name)} times; make the names unique")
+
+
+def _missing_columns_message(file: str, columns: list[str], missing: list[tuple[str, str]]) -> str:
+    lines = []
+    for role, name in missing:
+        line = f"{file}: {role} column {name!r} not found."
+        match = _close_match(name, columns)
+        if match is not None:
+            line += f" Did you mean {match!r}?"
+        lines.append(f"{line} Set data.{role}_column to the column that holds the {role}.")
+    shown = ", ".join(repr(name) for name in columns[:_MAX_LISTED_COLUMNS])
+    if len(columns) > _MAX_LISTED_COLUMNS:
+        shown += f", ... ({len(columns) - _MAX_LISTED_COLUMNS} more)"
+    lines.append(f"Columns in the file: {shown or 'none'}")
+    hint = _header_hint(columns)
+    if hint:
+        lines.append(hint)
+    return "\n".join(lines)
+
+
+def _close_match(name: str, columns: list[str]) -> str | None:
+    lowered = {column.lower(): column for column in reversed(columns)}  # first column wins on ties
+    matches = difflib.get_close_matches(name.lower(), list(lowered), n=1)
+    return lowered[matches[0]] if matches else None
+
+
+def _header_hint(columns: list[str]) -> str | None:
+    """Explain the usual reason a header has one odd column: the wrong delimiter or a JSON file."""
+    if len(columns) != 1:
+        return None
+    only = columns[0]
+    if only.lstrip().startswith("{"):
+        return "The file looks like JSON Lines: name it .jsonl or set data.format: jsonl"
+    for char, name in ((";", "';'"), ("\t", "a tab"), (",", "','"), ("|", "'|'")):
+        if char in only:
+            return (
+                f"The header is one column, so the file may be delimited by {name}: use ',' for .csv or a tab for .tsv"
+            )
+    return None
+
+
+def _row_to_example(row: _Row, spec: _Spec) -> tuple[Example | None, list[Problem]]:
+    found = row.problems
+    text: str | None = None
+    label: str | list[str] | None = None
+    if row.values is not None:
+        text, text_problem = _convert_text(row.values.get(spec.text_column, _ABSENT), spec.text_column)
+        label, label_problem = _convert_label(row.values.get(spec.label_column, _ABSENT), spec)
+        if text_problem is not None or label_problem is not None:
+            found = found + [problem for problem in (text_problem, label_problem) if problem is not None]
+    if found or text is None or label is None:
+        location = f"{spec.unit} {row.number}"
+        return None, [Problem(spec.file, location, kind, message) for kind, message in found]
+    source = f"{spec.file}:{row.number}" if spec.unit == "line" else f"{spec.file}:row {row.number}"
+    return Example(text, label, source), []
+
+
+def _convert_text(value: Any, column: str) -> tuple[str | None, tuple[str, str] | None]:
+    if type(value) is str and not value.isspace() and value and not _SURROGATES.search(value):
+        return value, None  # fast path: nearly every row is a good string
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="surrogateescape")
+    if value is _ABSENT:
+        return None, ("empty_text", f"text is missing in column {column!r}")
+    if _is_null(value):
+        return None, ("empty_text", f"text is missing (null) in column {column!r}")
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None, ("wrong_type", f"text in column {column!r} is {_type_name(value)}, not a string")
+    text = value if isinstance(value, str) else _scalar_to_str(value)
+    if not text.strip():
+        detail = "" if not text else " (only whitespace)"
+        return None, ("empty_text", f"empty text{detail} in column {column!r}")
+    if _SURROGATES.search(text):
+        return None, _not_utf8(column)
+    return text, None
+
+
+def _convert_label(value: Any, spec: _Spec) -> tuple[str | list[str] | None, tuple[str, str] | None]:
+    column = spec.label_column
+    if type(value) is str and not spec.multi_label and value and not _SURROGATES.search(value):
+        label = value.strip()
+        if label:
+            return label, None  # fast path: nearly every row is a good string
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="surrogateescape")
+    if value is _ABSENT:
+        return None, ("missing_label", f"label is missing in column {column!r}")
+    if _is_null(value):
+        return None, ("missing_label", f"label is missing (null) in column {column!r}")
+    if isinstance(value, list | tuple):
+        if not spec.multi_label:
+            return None, (
+                "wrong_type",
+                f"label in column {column!r} is a list; set data.multi_label: true for multi-label data",
+            )
+        return _label_list(value, column)
+    if isinstance(value, dict):
+        return None, ("wrong_type", f"label in column {column!r} is {_type_name(value)}, not a string or number")
+    label = _scalar_to_str(value)
+    if _SURROGATES.search(label):
+        return None, _not_utf8(column)
+    if spec.multi_label:
+        return _label_list(label.split(spec.separator), column)
+    label = label.strip()
+    if not label:
+        return None, ("missing_label", f"label is empty in column {column!r}")
+    return label, None
+
+
+def _label_list(items: list[Any] | tuple[Any, ...], column: str) -> tuple[list[str] | None, tuple[str, str] | None]:
+    """Clean a multi-label list: strip, drop empty and null parts, drop duplicates, keep order."""
+    labels: list[str] = []
+    for item in items:
+        if isinstance(item, bytes):
+            item = item.decode("utf-8", errors="surrogateescape")
+        if _is_null(item):
+            continue
+        if isinstance(item, list | tuple | dict):
+            return None, ("wrong_type", f"label list in column {column!r} contains {_type_name(item)}")
+        label = _scalar_to_str(item).strip()
+        if _SURROGATES.search(label):
+            return None, _not_utf8(column)
+        if label and label not in labels:
+            labels.append(label)
+    if not labels:
+        return None, ("missing_label", f"no labels in column {column!r}")
+    return labels, None
+
+
+def _scalar_to_str(value: Any) -> str:
+    # Integral floats come from pandas/Parquet int columns with nulls: label 1.0 means "1".
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return value if isinstance(value, str) else str(value)
+
+
+def _is_null(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _not_utf8(column: str) -> tuple[str, str]:
+    return "not_utf8", f"bytes that are not UTF-8 in column {column!r} (is the file saved as UTF-8?)"
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    name = type(value).__name__
+    return f"an {name}" if name[0] in "aeiou" else f"a {name}"

@@ -1,0 +1,161 @@
+"""From config to validated train/validation/test examples: read, split, check, then stop or skip.
+
+Validation runs over every row of every file before any model is loaded, so a bad row costs the
+user seconds, not a crashed training run.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tuneforge.config import DataConfig
+from tuneforge.data.readers import Example, ReadResult, read_examples
+from tuneforge.data.validation import check_unseen_labels, format_problems, summarize_skipped
+from tuneforge.errors import DataError
+
+
+@dataclass
+class Splits:
+    train: list[Example]
+    validation: list[Example]
+    test: list[Example]
+    sources: dict[str, str]  # split -> file it came from (or "split of <file>")
+    skipped: dict[str, int] = field(default_factory=dict)  # problem kind -> rows skipped
+    total_rows: int = 0
+
+    def labels(self) -> list[str]:
+        """Label names in a stable order: sorted names of every label seen in training."""
+        names: set[str] = set()
+        for example in self.train:
+            names.update(example.label if isinstance(example.label, list) else [example.label])
+        return sorted(names)
+
+
+def load_splits(data: DataConfig, seed: int) -> Splits:
+    """Read, split and validate the data a config points at.
+
+    Raises:
+        DataError: listing the bad rows (first 20 and a count) unless ``data.on_bad_rows`` is skip.
+    """
+    files = _resolve_files(data)
+    results = {split: _read(path, data) for split, path in files.items()}
+    problems = [p for result in results.values() for p in result.problems]
+    total_rows = sum(result.total_rows for result in results.values())
+
+    splits = _assign_splits({k: r.examples for k, r in results.items()}, data.split, seed)
+    for name in ("validation", "test"):
+        unseen = check_unseen_labels(splits[0], splits[_INDEX[name]], name, str(files.get(name, files["train"])))
+        problems += unseen
+        splits[_INDEX[name]] = _only_known_labels(splits[_INDEX[name]], splits[0])
+
+    if problems and data.on_bad_rows == "error":
+        raise DataError(format_problems(problems, total_rows))
+    train, validation, test = (_cap(rows, data.max_examples) for rows in splits)
+    result = Splits(train, validation, test, _describe_sources(files), summarize_skipped(problems), total_rows)
+    _check_usable(result, data)
+    return result
+
+
+_INDEX = {"train": 0, "validation": 1, "test": 2}
+
+
+def _resolve_files(data: DataConfig) -> dict[str, Path]:
+    if data.train_file:
+        files = {"train": Path(data.train_file)}
+        for split, name in (("validation", data.validation_file), ("test", data.test_file)):
+            if name:
+                files[split] = Path(name)
+        return files
+    if data.validation_file or data.test_file:
+        raise DataError("data.validation_file / data.test_file need data.train_file as well")
+    if not data.dataset:
+        raise DataError("no data: set data.dataset (see `tuneforge list datasets`) or data.train_file")
+    from tuneforge.assets import dataset_file
+
+    return {"train": dataset_file(data.dataset)}
+
+
+def _read(path: Path, data: DataConfig) -> ReadResult:
+    fmt = data.format if data.train_file else "jsonl"  # built-in datasets are prepared as JSONL
+    return read_examples(
+        path,
+        data.text_column,
+        data.label_column,
+        fmt=fmt,
+        multi_label=data.multi_label,
+        label_separator=data.label_separator,
+    )
+
+
+def _assign_splits(
+    read: dict[str, list[Example]], fractions: list[float], seed: int
+) -> list[list[Example]]:
+    """Respect the splits the user gave; carve the missing ones from train, stratified and seeded."""
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise DataError(f"data.split must be three non-negative fractions summing to 1, got {fractions}")
+    train = read["train"]
+    if "validation" in read and "test" in read:
+        return [train, read["validation"], read["test"]]
+    if "validation" in read:  # no test set given: evaluate on validation only
+        return [train, read["validation"], []]
+    if "test" in read:
+        share = fractions[1] / (fractions[0] + fractions[1])
+        train, validation, _ = stratified_split(train, [1 - share, share, 0.0], seed)
+        return [train, validation, read["test"]]
+    return list(stratified_split(train, fractions, seed))
+
+
+def stratified_split(
+    examples: list[Example], fractions: list[float], seed: int
+) -> tuple[list[Example], list[Example], list[Example]]:
+    """Split keeping each label's share in every part; the same seed always gives the same split."""
+    by_label: dict[str, list[Example]] = defaultdict(list)
+    for example in examples:
+        key = "|".join(example.label) if isinstance(example.label, list) else example.label
+        by_label[key].append(example)
+    rng = random.Random(seed)
+    parts: tuple[list[Example], list[Example], list[Example]] = ([], [], [])
+    for key in sorted(by_label):
+        group = by_label[key]
+        rng.shuffle(group)
+        n_val = round(len(group) * fractions[1])
+        n_test = round(len(group) * fractions[2])
+        n_train = len(group) - n_val - n_test
+        parts[0].extend(group[:n_train])
+        parts[1].extend(group[n_train : n_train + n_val])
+        parts[2].extend(group[n_train + n_val :])
+    for part in parts:  # interleave labels again, deterministically
+        rng.shuffle(part)
+    return parts
+
+
+def _label_set(example: Example) -> set[str]:
+    return set(example.label) if isinstance(example.label, list) else {example.label}
+
+
+def _only_known_labels(examples: list[Example], train: list[Example]) -> list[Example]:
+    known = set().union(*(_label_set(e) for e in train))
+    return [e for e in examples if _label_set(e) <= known]
+
+
+def _cap(examples: list[Example], limit: int | None) -> list[Example]:
+    return examples if limit is None else examples[:limit]
+
+
+def _describe_sources(files: dict[str, Path]) -> dict[str, str]:
+    described = {split: str(path) for split, path in files.items()}
+    for split in ("validation", "test"):
+        described.setdefault(split, f"seeded split of {files['train']}")
+    return described
+
+
+def _check_usable(splits: Splits, data: DataConfig) -> None:
+    if not splits.train:
+        raise DataError(f"no usable training rows in {splits.sources['train']}")
+    if not splits.validation:
+        raise DataError("the validation split is empty: add rows, give data.validation_file or change data.split")
+    if not data.multi_label and len(splits.labels()) < 2:
+        raise DataError(f"the training data has a single label {splits.labels()}: classification needs at least 2")

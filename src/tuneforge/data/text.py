@@ -1,0 +1,120 @@
+"""Tokenized text batches: tokenize once, pad per batch, group by length.
+
+Dynamic padding plus length-grouped batching is most of tuneforge's speed on short texts: a batch of
+short sentences no longer pays for the longest sentence in the dataset, nor in a random batch.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+
+class TokenizedTexts(Dataset):
+    """Token ids of each text (unpadded) and its target: a class id, or a multi-hot row."""
+
+    def __init__(self, input_ids: list[list[int]], targets: torch.Tensor | None) -> None:
+        self.input_ids = input_ids
+        self.targets = targets
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def __getitem__(self, index: int) -> dict:
+        item = {"input_ids": self.input_ids[index], "index": index}
+        if self.targets is not None:
+            item["labels"] = self.targets[index]
+        return item
+
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids in self.input_ids]
+
+
+def tokenize(texts: Sequence[str], tokenizer, max_length: int) -> list[list[int]]:
+    """Token ids with the model's special tokens, truncated to ``max_length``; no padding yet."""
+    encoded = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False)
+    return encoded["input_ids"]
+
+
+def encode_targets(labels: Sequence[str | list[str]], label_names: list[str], multi_label: bool) -> torch.Tensor:
+    """Class ids (long, shape (N,)) or multi-hot rows (float, shape (N, L))."""
+    index = {name: i for i, name in enumerate(label_names)}
+    if not multi_label:
+        return torch.tensor([index[label] for label in labels], dtype=torch.long)
+    targets = torch.zeros(len(labels), len(label_names))
+    for row, row_labels in enumerate(labels):
+        for label in row_labels:
+            targets[row, index[label]] = 1.0
+    return targets
+
+
+class PadCollator:
+    """Pads a list of items to the longest in the batch: (B, T) ids and attention mask."""
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        width = max(len(item["input_ids"]) for item in items)
+        ids = torch.full((len(items), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(items), width), dtype=torch.long)
+        for row, item in enumerate(items):
+            ids[row, : len(item["input_ids"])] = torch.tensor(item["input_ids"])
+            mask[row, : len(item["input_ids"])] = 1
+        batch = {"input_ids": ids, "attention_mask": mask, "index": torch.tensor([i["index"] for i in items])}
+        if "labels" in items[0]:
+            batch["labels"] = torch.stack([item["labels"] for item in items])
+        return batch
+
+
+class LengthGroupedBatches(Sampler[list[int]]):
+    """Batches of similar-length examples in a random, seeded order that changes every epoch.
+
+    Shuffle, cut into mega-batches of ``50 * batch_size``, sort each by length, cut into batches,
+    shuffle the batches: batches stay random in content and order, but padding all but disappears.
+    ``set_epoch`` makes each epoch's order a pure function of (seed, epoch), which exact resume needs.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, shuffle: bool = True) -> None:
+        self.lengths = lengths
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shuffle = shuffle
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _batches(self) -> list[list[int]]:
+        order = list(range(len(self.lengths)))
+        if not self.shuffle:  # evaluation: fully sorted, least padding
+            order.sort(key=lambda i: self.lengths[i])
+            return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        rng = random.Random(self.seed * 100_003 + self.epoch)
+        rng.shuffle(order)
+        mega = 50 * self.batch_size
+        batches = []
+        for start in range(0, len(order), mega):
+            chunk = sorted(order[start : start + mega], key=lambda i: self.lengths[i])
+            batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        rng.shuffle(batches)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._batches())
+
+    def __len__(self) -> int:
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+
+
+class RandomBatches(LengthGroupedBatches):
+    """Plain seeded shuffling (``train.group_by_length: false``), same epoch semantics."""
+
+    def _batches(self) -> list[list[int]]:
+        order = list(range(len(self.lengths)))
+        if self.shuffle:
+            random.Random(self.seed * 100_003 + self.epoch).shuffle(order)
+        return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]

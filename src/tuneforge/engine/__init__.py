@@ -1,0 +1,1 @@
+"""The shared training engine: optimisation, the loop, trackers. Every task recipe uses it."""

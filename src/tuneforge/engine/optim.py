@@ -1,0 +1,37 @@
+"""AdamW with decoupled weight decay, per-group learning rates, and the warmup/decay schedule."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import get_scheduler
+
+from tuneforge.config import TrainConfig
+
+
+def build_optimizer(model: nn.Module, train: TrainConfig, head_prefixes: tuple[str, ...] = ()) -> torch.optim.AdamW:
+    """AdamW over trainable parameters; no decay on biases and norms; the new head may get ``head_lr``."""
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        decays = parameter.ndim >= 2 and "norm" not in name.lower()
+        is_head = any(f"{prefix}." in name for prefix in head_prefixes)
+        groups.setdefault((decays, is_head), []).append(parameter)
+    param_groups = [
+        {
+            "params": params,
+            "weight_decay": train.weight_decay if decays else 0.0,
+            "lr": train.head_lr if (is_head and train.head_lr is not None) else train.lr,
+        }
+        for (decays, is_head), params in groups.items()
+    ]
+    # foreach kernels update all tensors of a group at once: fewer, larger ops on CPU and GPU
+    return torch.optim.AdamW(param_groups, lr=train.lr, foreach=True)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, train: TrainConfig, total_steps: int):
+    """Linear warmup over ``warmup_ratio`` of the steps, then linear/cosine decay (or constant)."""
+    name = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[train.scheduler]
+    warmup = round(train.warmup_ratio * total_steps)
+    return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)

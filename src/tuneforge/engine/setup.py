@@ -1,0 +1,64 @@
+"""Process-level set-up for a run: seeds, determinism, the Accelerator and its trackers."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration, set_seed
+
+from tuneforge.config import Config
+from tuneforge.errors import ConfigError
+
+
+def seed_everything(config: Config) -> None:
+    """Python, NumPy and torch RNGs from one seed; deterministic kernels when asked."""
+    if config.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    set_seed(config.seed, deterministic=config.deterministic)
+
+
+def make_accelerator(config: Config, run_dir: Path | None) -> Accelerator:
+    """Device placement, precision and gradient accumulation, plus the trackers the config asks for."""
+    trackers = _trackers(config) if run_dir is not None else []
+    accelerator = Accelerator(
+        mixed_precision=_precision(config.train.precision),
+        gradient_accumulation_steps=config.train.grad_accum,
+        log_with=trackers or None,
+        project_config=ProjectConfiguration(project_dir=str(run_dir or "."), logging_dir=str(run_dir or ".")),
+    )
+    if trackers:
+        flat = {k: str(v) if isinstance(v, list | tuple) else v for k, v in _flatten(config.to_dict()).items()}
+        accelerator.init_trackers("logs", config=flat)
+    return accelerator
+
+
+def _precision(setting: str) -> str:
+    if setting == "fp32":
+        return "no"
+    if setting == "bf16":
+        return "bf16"
+    # auto: bf16 autocast only where it is fast; on most CPUs it is slower than fp32
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def _trackers(config: Config) -> list[str]:
+    wanted = [name for name, on in (("tensorboard", config.output.tensorboard), ("wandb", config.output.wandb),
+                                    ("mlflow", config.output.mlflow)) if on]
+    for name in wanted:
+        if importlib.util.find_spec(name) is None:
+            raise ConfigError(f"output.{name}: true, but {name} is not installed (pip install {name})")
+    return wanted
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

@@ -1,0 +1,143 @@
+"""Run directories: ``runs/<name>-<timestamp>/`` with config, metrics, report, plots and the model.
+
+A run directory is the unit users pass around: ``tuneforge predict RUN``, ``eval RUN``, ``export
+RUN``. The resolved config is written first, so even a crashed run says how it was started.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tuneforge.config import Config, load_config, save_config
+from tuneforge.errors import RunError
+from tuneforge.evaluation.metrics import label_distribution
+from tuneforge.evaluation.plots import plot_confusion_matrix, plot_label_distribution, plot_training_curves
+from tuneforge.evaluation.report import write_report
+
+
+@dataclass
+class Run:
+    """A finished run: where it is and what it measured."""
+
+    dir: Path
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def model_dir(self) -> Path:
+        return self.dir / "model"
+
+    @property
+    def report(self) -> Path:
+        return self.dir / "report.md"
+
+    @property
+    def config(self) -> Config:
+        return load_config(self.dir / "config.yaml")
+
+
+def create_run_dir(config: Config) -> Path:
+    """A fresh, writable run directory holding the resolved config."""
+    parent = Path(config.output.dir)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = parent / f"{config.name}-{stamp}"
+    suffix = 1
+    while run_dir.exists():
+        suffix += 1
+        run_dir = parent / f"{config.name}-{stamp}-{suffix}"
+    try:
+        run_dir.mkdir(parents=True)
+        save_config(config, run_dir / "config.yaml")
+    except OSError as error:
+        raise RunError(f"cannot write the run directory {run_dir}: {error.strerror} (check output.dir)") from None
+    return run_dir
+
+
+def open_run(path: str | Path) -> Path:
+    """The model folder of a run directory (or a model folder given directly)."""
+    path = Path(path)
+    for candidate in (path / "model", path):
+        if (candidate / "tuneforge.json").is_file():
+            return candidate
+    if not path.exists():
+        raise RunError(f"{path}: no such run directory")
+    raise RunError(f"{path}: not a finished tuneforge run (no model/tuneforge.json); did the run complete?")
+
+
+def finish_run(run_dir: Path, config: Config, splits, label_names: list[str], evaluation: dict[str, dict],
+               history: list[dict], extras: dict) -> Run:
+    """Write metrics.json, plots and report.md; return the Run."""
+    metrics = {"task": config.task, **evaluation, **extras, "labels": label_names}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    (run_dir / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history), encoding="utf-8")
+    headline = evaluation.get("test") or evaluation["validation"]
+    distribution = label_distribution(
+        {"train": [e.label for e in splits.train], "validation": [e.label for e in splits.validation],
+         "test": [e.label for e in splits.test]}
+    )
+    images = _plots(run_dir, headline, label_names, history, distribution, config.eval.metric)
+    write_report(
+        run_dir / "report.md",
+        title=f"tuneforge run {run_dir.name}",
+        summary=_summary(config, extras, splits),
+        metrics=headline,
+        distribution=distribution,
+        data_notes=_data_notes(splits),
+        images=images,
+        extra_sections=_extra_sections(evaluation, run_dir),
+    )
+    return Run(run_dir, metrics)
+
+
+def _plots(run_dir: Path, headline: dict, labels: list[str], history: list[dict], distribution: dict,
+           metric: str) -> dict[str, str]:
+    images = {"Training curves": plot_training_curves(history, run_dir / "training_curves.png", metric=metric)}
+    if "confusion_matrix" in headline:
+        images["Confusion matrix"] = plot_confusion_matrix(headline["confusion_matrix"], labels,
+                                                           run_dir / "confusion_matrix.png")
+    images["Label distribution"] = plot_label_distribution(distribution, run_dir / "label_distribution.png")
+    return {caption: str(path) for caption, path in images.items()}
+
+
+def _summary(config: Config, extras: dict, splits) -> dict[str, str]:
+    fit = extras["fit"]
+    trainable, total = extras["trainable_parameters"], extras["total_parameters"]
+    return {
+        "task": config.task,
+        "model": config.model.name,
+        "method": config.method.name,
+        "trainable parameters": f"{trainable:,} of {total:,} ({100 * trainable / total:.2f}%)",
+        "data": ", ".join(f"{k}: {v}" for k, v in splits.sources.items()),
+        "examples": f"train {len(splits.train):,}, validation {len(splits.validation):,}, test {len(splits.test):,}",
+        "optimizer steps": f"{fit['steps']:,} (best at step {fit['best_step']}"
+        + (", stopped early)" if fit["stopped_early"] else ")"),
+        "training time": f"{fit['train_seconds']:.1f} s ({fit['train_samples_per_second']:.1f} samples/s)",
+        "seed": str(config.seed),
+    }
+
+
+def _data_notes(splits) -> list[str]:
+    notes = [f"{splits.total_rows:,} rows read."]
+    if splits.skipped:
+        count = sum(splits.skipped.values())
+        reasons = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in splits.skipped.items())
+        notes.append(f"{count:,} rows skipped (data.on_bad_rows: skip): {reasons}.")
+    return notes
+
+
+def _extra_sections(evaluation: dict[str, dict], run_dir: Path) -> dict[str, str]:
+    sections = {}
+    if "test" in evaluation:
+        validation = evaluation["validation"]
+        sections["Validation"] = (f"accuracy {validation['accuracy']:.4f}, macro F1 {validation['macro_f1']:.4f}, "
+                                  f"loss {validation['loss']:.4f} (the headline numbers above are on the test split)")
+    sections["Reproduce and use"] = "\n".join([
+        "```bash",
+        f"tuneforge train {run_dir}/config.yaml            # the same run again",
+        f"tuneforge predict {run_dir} \"some text\"          # classify text",
+        f"tuneforge eval {run_dir} --data NEW_LABELLED.csv  # this report on new data",
+        "```",
+    ])
+    return sections

@@ -1,0 +1,128 @@
+"""``tuneforge init``: a commented starter config inferred from the user's own data file."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from tuneforge.data.readers import read_columns
+from tuneforge.errors import DataError
+
+_LABEL_NAMES = ("label", "labels", "class", "category", "target", "sentiment", "intent", "tag", "tags", "y")
+_SEPARATORS = ("|", ";")
+
+
+def starter_config(task: str, data: Path) -> str:
+    """YAML text for ``task`` on ``data``: columns, label set and a sensible method, every line commented."""
+    columns, rows = read_columns(data)
+    if not rows:
+        raise DataError(f"{data}: no rows to look at")
+    text_column = _text_column(columns, rows)
+    label_column = _label_column(columns, rows, text_column)
+    values = [rows_value for rows_value in (row.get(label_column) for row in rows) if rows_value not in (None, "")]
+    multi_label, separator = _multi_label(values)
+    labels = _label_counts(values, multi_label, separator)
+    shown = ", ".join(f"{name} ({count})" for name, count in labels.most_common(12))
+    more = f" and {len(labels) - 12} more" if len(labels) > 12 else ""
+    return _TEMPLATE.format(
+        task=task,
+        name=data.stem.replace(" ", "-"),
+        train_file=data,
+        text_column=text_column,
+        label_column=label_column,
+        multi_label=str(multi_label).lower(),
+        separator=separator or "|",
+        rows=len(rows),
+        labels=shown + more,
+        columns=", ".join(columns),
+    )
+
+
+def _text_column(columns: list[str], rows: list[dict]) -> str:
+    """The string column with the longest texts on average."""
+    def mean_length(column: str) -> float:
+        texts = [row.get(column) for row in rows if isinstance(row.get(column), str)]
+        return sum(len(t) for t in texts) / max(len(rows), 1)
+
+    best = max(columns, key=mean_length)
+    if mean_length(best) == 0:
+        raise DataError(f"no text column found among: {', '.join(columns)}")
+    return best
+
+
+def _label_column(columns: list[str], rows: list[dict], text_column: str) -> str:
+    named = [c for c in columns if c.lower() in _LABEL_NAMES and c != text_column]
+    if named:
+        return named[0]
+    # otherwise the column with the fewest distinct values (but more than one)
+    candidates = [c for c in columns if c != text_column]
+    distinct = {c: len({str(row.get(c)) for row in rows}) for c in candidates}
+    usable = [c for c in candidates if distinct[c] > 1]
+    if not usable:
+        raise DataError(f"no label column found among: {', '.join(columns)}; name one 'label'")
+    return min(usable, key=lambda c: distinct[c])
+
+
+def _multi_label(values: list) -> tuple[bool, str | None]:
+    if any(isinstance(v, list) for v in values):
+        return True, None
+    for separator in _SEPARATORS:
+        if sum(separator in str(v) for v in values) >= max(1, len(values) // 20):
+            return True, separator
+    return False, None
+
+
+def _label_counts(values: list, multi_label: bool, separator: str | None) -> Counter:
+    counts: Counter = Counter()
+    for value in values:
+        if isinstance(value, list):
+            counts.update(str(v) for v in value)
+        elif multi_label and separator:
+            counts.update(part.strip() for part in str(value).split(separator) if part.strip())
+        else:
+            counts[str(value)] += 1
+    return counts
+
+
+_TEMPLATE = """\
+# tuneforge starter config, inferred from {train_file} ({rows} rows looked at).
+# Columns found: {columns}
+# Labels found: {labels}
+# Train with:   tuneforge train THIS_FILE      (every key: `tuneforge config`)
+task: {task}
+name: {name}
+seed: 42
+
+data:
+  dataset: null                 # using your own file instead of a built-in dataset
+  train_file: {train_file}
+  # validation_file: ...        # optional; otherwise split seeded 80/10/10 from train_file
+  # test_file: ...
+  text_column: {text_column}
+  label_column: {label_column}
+  multi_label: {multi_label}           # true: a list of labels per row
+  label_separator: "{separator}"        # how labels are joined inside one cell when multi_label
+  max_length: 128               # tokens per text; raise for long documents (slower)
+  on_bad_rows: error            # error: list bad rows and stop; skip: train on the good rows
+
+model:
+  name: minilm-l6               # `tuneforge list models`; or a local Hugging Face folder
+
+method:
+  name: lora                    # lora | full | topk | freeze  (`tuneforge list methods`)
+  r: 8                          # adapter rank: more = more capacity, more parameters
+  alpha: 16.0
+
+train:
+  epochs: 3
+  batch_size: 32
+  lr: 1.0e-3                    # LoRA likes ~1e-3; use ~5e-5 for method: full
+  class_weights: null           # auto: reweight rare labels (imbalanced data)
+
+eval:
+  metric: macro_f1              # chooses the best checkpoint; accuracy, macro_f1, weighted_f1...
+  early_stopping_patience: 3
+
+output:
+  dir: runs
+"""

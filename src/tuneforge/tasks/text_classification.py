@@ -1,0 +1,248 @@
+"""Text classification, top to bottom: data -> model -> method -> train -> evaluate -> save -> report.
+
+Single-label (softmax, cross-entropy) and multi-label (sigmoid, BCE, per-label thresholds tuned on
+validation). The saved ``model/`` folder is a plain Hugging Face folder (or a PEFT adapter folder for
+LoRA) plus ``tuneforge.json`` with what transformers has no slot for (thresholds, max length, method).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from tuneforge.assets import resolve_model
+from tuneforge.config import Config
+from tuneforge.data.readers import Example
+from tuneforge.data.splits import load_splits
+from tuneforge.data.text import (
+    LengthGroupedBatches,
+    PadCollator,
+    RandomBatches,
+    TokenizedTexts,
+    encode_targets,
+    tokenize,
+)
+from tuneforge.engine.loop import FitResult, fit
+from tuneforge.engine.setup import make_accelerator, seed_everything
+from tuneforge.evaluation.metrics import classification_metrics, multilabel_metrics, tune_thresholds
+from tuneforge.methods import apply_method, count_parameters, head_module_names
+from tuneforge.runs import Run, create_run_dir, finish_run
+
+META_FILE = "tuneforge.json"
+
+
+@dataclass
+class LabelSpace:
+    names: list[str]
+    multi_label: bool
+
+
+# --------------------------------------------------------------------------- the recipe
+
+
+def train(config: Config) -> Run:
+    """Fine-tune a pretrained encoder on labelled text; returns the finished run."""
+    seed_everything(config)
+    splits = load_splits(config.data, config.seed)  # every row validated before any model loads
+    labels = LabelSpace(splits.labels(), config.data.multi_label)
+    run_dir = create_run_dir(config)
+
+    tokenizer, model = build_model(config.model.name, labels)
+    heads = tuple(head_module_names(model))
+    model = apply_method(model, config.method)
+    trainable, total = count_parameters(model)
+    print(f"Trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)", file=sys.stderr)
+
+    datasets = {
+        name: _dataset(rows, tokenizer, labels, config.data.max_length)
+        for name, rows in (("train", splits.train), ("validation", splits.validation), ("test", splits.test))
+    }
+    accelerator = make_accelerator(config, run_dir)
+    loss_fn = make_loss(labels, datasets["train"].targets if config.train.class_weights == "auto" else None)
+    pad_id = tokenizer.pad_token_id or 0
+
+    def evaluate_validation(model: nn.Module) -> dict[str, float]:
+        probs = predict_probs(model, datasets["validation"], pad_id, config.eval.batch_size)
+        metrics = score(probs, datasets["validation"].targets, labels, thresholds=None)
+        metrics["loss"] = _loss_from_probs(probs, datasets["validation"].targets, labels)
+        return {k: v for k, v in metrics.items() if isinstance(v, float)}
+
+    result = fit(model, _train_loader(datasets["train"], pad_id, config), loss_fn, evaluate_validation, config,
+                 accelerator, heads)
+    model = accelerator.unwrap_model(model).eval()
+
+    thresholds = _tuned_thresholds(model, datasets["validation"], pad_id, config, labels)
+    evaluation = _final_metrics(model, datasets, pad_id, config, labels, thresholds)
+    save_model(model, tokenizer, run_dir / "model", config, labels, thresholds)
+    extras = {"trainable_parameters": trainable, "total_parameters": total, "fit": _fit_summary(result)}
+    return finish_run(run_dir, config, splits, labels.names, evaluation, result.history, extras)
+
+
+def build_model(name: str, labels: LabelSpace) -> tuple:
+    """Tokenizer and a sequence-classification model with a fresh head for ``labels``."""
+    path = resolve_model(name)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path,
+        num_labels=len(labels.names),
+        id2label=dict(enumerate(labels.names)),
+        label2id={name: i for i, name in enumerate(labels.names)},
+        problem_type="multi_label_classification" if labels.multi_label else "single_label_classification",
+    )
+    if tokenizer.pad_token_id is None:  # decoders (Llama...) ship no pad token
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return tokenizer, model
+
+
+def make_loss(labels: LabelSpace, weight_targets: torch.Tensor | None):
+    """Cross-entropy (single-label) or BCE (multi-label), optionally weighted by inverse frequency."""
+    if labels.multi_label:
+        pos_weight = None
+        if weight_targets is not None:
+            positives = weight_targets.sum(0).clamp(min=1)
+            pos_weight = (len(weight_targets) - positives) / positives
+        criterion: nn.Module = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    else:
+        weight = None
+        if weight_targets is not None:
+            counts = torch.bincount(weight_targets, minlength=len(labels.names)).float().clamp(min=1)
+            weight = counts.sum() / (len(counts) * counts)
+        criterion = nn.CrossEntropyLoss(weight=weight)
+
+    def loss_fn(model: nn.Module, batch: dict) -> torch.Tensor:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return criterion(logits.float(), batch["labels"].to(logits.device))
+
+    return loss_fn
+
+
+# --------------------------------------------------------------------------- data plumbing
+
+
+def _dataset(rows: list[Example], tokenizer, labels: LabelSpace, max_length: int) -> TokenizedTexts:
+    targets = encode_targets([r.label for r in rows], labels.names, labels.multi_label) if rows else None
+    return TokenizedTexts(tokenize([r.text for r in rows], tokenizer, max_length) if rows else [], targets)
+
+
+def _train_loader(dataset: TokenizedTexts, pad_id: int, config: Config) -> DataLoader:
+    sampler_cls = LengthGroupedBatches if config.train.group_by_length else RandomBatches
+    batches = sampler_cls(dataset.lengths(), config.train.batch_size, config.seed)
+    return DataLoader(dataset, batch_sampler=batches, collate_fn=PadCollator(pad_id),
+                      num_workers=config.train.num_workers)
+
+
+@torch.no_grad()
+def predict_probs(model: nn.Module, dataset: TokenizedTexts, pad_id: int, batch_size: int,
+                  multi_label: bool | None = None) -> np.ndarray:
+    """Class probabilities (N, L) in dataset order; batches sorted by length to skip padding."""
+    was_training = model.training
+    model.eval()
+    if multi_label is None:
+        multi_label = _is_multi_label(model)
+    batches = LengthGroupedBatches(dataset.lengths(), batch_size, seed=0, shuffle=False)
+    loader = DataLoader(dataset, batch_sampler=batches, collate_fn=PadCollator(pad_id))
+    device = next(model.parameters()).device
+    out: np.ndarray | None = None
+    for batch in loader:
+        logits = model(input_ids=batch["input_ids"].to(device),
+                       attention_mask=batch["attention_mask"].to(device)).logits.float()
+        probs = torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)
+        if out is None:
+            out = np.zeros((len(dataset), probs.shape[-1]), dtype=np.float32)
+        out[batch["index"].numpy()] = probs.cpu().numpy()
+    model.train(was_training)
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+
+def _is_multi_label(model: nn.Module) -> bool:
+    config = getattr(model, "config", None) or model.get_base_model().config
+    return config.problem_type == "multi_label_classification"
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def decide(probs: np.ndarray, multi_label: bool, thresholds: list[float] | None) -> np.ndarray:
+    """Predicted class ids (N,) or multi-hot rows (N, L); a label is on when prob >= its threshold."""
+    if not multi_label:
+        return probs.argmax(axis=1)
+    limits = np.asarray(thresholds if thresholds is not None else [0.5] * probs.shape[1])
+    return (probs >= limits).astype(int)
+
+
+def score(probs: np.ndarray, targets: torch.Tensor, labels: LabelSpace, thresholds: list[float] | None) -> dict:
+    predicted = decide(probs, labels.multi_label, thresholds)
+    if labels.multi_label:
+        return multilabel_metrics(targets.numpy().astype(int), predicted, labels.names)
+    return classification_metrics(targets.tolist(), predicted.tolist(), labels.names)
+
+
+def _loss_from_probs(probs: np.ndarray, targets: torch.Tensor, labels: LabelSpace) -> float:
+    p = np.clip(probs, 1e-7, 1 - 1e-7)
+    if labels.multi_label:
+        t = targets.numpy()
+        return float(-(t * np.log(p) + (1 - t) * np.log(1 - p)).mean())
+    return float(-np.log(p[np.arange(len(p)), targets.numpy()]).mean())
+
+
+def _tuned_thresholds(model, validation: TokenizedTexts, pad_id: int, config: Config,
+                      labels: LabelSpace) -> list[float] | None:
+    if not labels.multi_label:
+        return None
+    probs = predict_probs(model, validation, pad_id, config.eval.batch_size)
+    return tune_thresholds(validation.targets.numpy().astype(int), probs)
+
+
+def _final_metrics(model, datasets: dict[str, TokenizedTexts], pad_id: int, config: Config, labels: LabelSpace,
+                   thresholds: list[float] | None) -> dict[str, dict]:
+    evaluation = {}
+    for split in ("validation", "test"):
+        if len(datasets[split]):
+            probs = predict_probs(model, datasets[split], pad_id, config.eval.batch_size)
+            evaluation[split] = score(probs, datasets[split].targets, labels, thresholds)
+            evaluation[split]["loss"] = _loss_from_probs(probs, datasets[split].targets, labels)
+    return evaluation
+
+
+def _fit_summary(result: FitResult) -> dict:
+    return {
+        "steps": result.steps,
+        "best_step": result.best_step,
+        "best_validation_metric": result.best_metric,
+        "stopped_early": result.stopped_early,
+        "train_seconds": round(result.train_seconds, 2),
+        "train_samples_per_second": round(result.samples_per_second, 2),
+    }
+
+
+# --------------------------------------------------------------------------- saving
+
+
+def save_model(model: nn.Module, tokenizer, folder: Path, config: Config, labels: LabelSpace,
+               thresholds: list[float] | None) -> None:
+    """An HF folder (safetensors) or, for adapters, a PEFT folder; plus the tokenizer and tuneforge.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    meta = {
+        "task": "text_classification",
+        "base_model": config.model.name,
+        "method": config.method.name,
+        "adapter": hasattr(model, "peft_config"),
+        "labels": labels.names,
+        "multi_label": labels.multi_label,
+        "thresholds": thresholds,
+        "max_length": config.data.max_length,
+        "text_column": config.data.text_column,
+        "label_column": config.data.label_column,
+    }
+    (folder / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")

@@ -1,0 +1,73 @@
+"""A trained text classifier, loaded back from its run: predict, evaluate on new data, merge adapters."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from tuneforge.assets import resolve_model
+from tuneforge.data.text import TokenizedTexts, tokenize
+from tuneforge.runs import open_run
+from tuneforge.tasks.text_classification import META_FILE, LabelSpace, decide, predict_probs
+
+
+@dataclass
+class Prediction:
+    label: str | list[str]  # one label, or the list of labels over their thresholds (multi-label)
+    probabilities: dict[str, float]
+
+
+class TextClassifier:
+    """``tuneforge.load(run_dir)`` for text classification runs."""
+
+    def __init__(self, model: nn.Module, tokenizer, meta: dict, source: Path) -> None:
+        self.source = source  # the model folder it was loaded from
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.meta = meta
+        self.labels = LabelSpace(meta["labels"], meta["multi_label"])
+
+    @classmethod
+    def from_run(cls, path: str | Path) -> TextClassifier:
+        folder = open_run(path)
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        if meta["adapter"]:
+            from peft import PeftModel
+
+            base = AutoModelForSequenceClassification.from_pretrained(
+                resolve_model(meta["base_model"]), num_labels=len(meta["labels"])
+            )
+            model = PeftModel.from_pretrained(base, folder)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(folder)
+        return cls(model, tokenizer, meta, folder)
+
+    def predict_proba(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
+        """(N, L) probabilities, columns in ``self.labels.names`` order."""
+        ids = tokenize([str(t) for t in texts], self.tokenizer, self.meta["max_length"])
+        return predict_probs(self.model, TokenizedTexts(ids, None), self.tokenizer.pad_token_id or 0, batch_size,
+                             multi_label=self.labels.multi_label)
+
+    def predict(self, texts: list[str], batch_size: int = 128) -> list[Prediction]:
+        if not texts:
+            return []
+        probs = self.predict_proba(texts, batch_size)
+        decided = decide(probs, self.labels.multi_label, self.meta.get("thresholds"))
+        names = self.labels.names
+        predictions = []
+        for row, choice in zip(probs, decided, strict=True):
+            label = [names[i] for i in np.flatnonzero(choice)] if self.labels.multi_label else names[int(choice)]
+            predictions.append(Prediction(label, {n: float(p) for n, p in zip(names, row, strict=True)}))
+        return predictions
+
+    def merged(self) -> nn.Module:
+        """The plain transformers model: adapters folded into the base weights (a no-op without them)."""
+        if self.meta["adapter"]:
+            return self.model.merge_and_unload()
+        return self.model

@@ -1,0 +1,65 @@
+"""Shared fixtures: a tiny random BERT (fast unit tests) and real rt-sentences rows (recipe tests)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide BERT with the real MiniLM tokenizer, saved as an HF folder."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from tuneforge.assets import resolve_model
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model("minilm-l6"))
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def rt_rows() -> list[dict]:
+    """All rt-sentences rows (real data), as dicts with text/label/rating."""
+    from tuneforge.assets import dataset_file
+
+    with dataset_file("rt-sentences").open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
+
+
+@pytest.fixture
+def rt_csv(tmp_path, rt_rows) -> Path:
+    """A 400-row CSV of real, balanced rt-sentences rows."""
+    import csv
+
+    rows = [r for r in rt_rows if r["label"] == "positive"][:200] + [r for r in rt_rows if r["label"] == "negative"][:200]
+    path = tmp_path / "reviews.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["text", "label"])
+        writer.writeheader()
+        writer.writerows({"text": r["text"], "label": r["label"]} for r in rows)
+    return path
+
+
+def tiny_config(model: Path, train_file: Path, tmp_path: Path, **sections) -> dict:
+    """A config dict for a fast run on the tiny model; ``sections`` update the defaults."""
+    config = {
+        "name": "test",
+        "model": {"name": str(model)},
+        "method": {"name": "full"},
+        "data": {"dataset": None, "train_file": str(train_file), "max_length": 32},
+        "train": {"epochs": 1, "batch_size": 16, "lr": 1e-3, "log_every": 1},
+        "output": {"dir": str(tmp_path / "runs"), "progress": False, "tensorboard": False},
+    }
+    for key, value in sections.items():
+        config.setdefault(key, {}).update(value)
+    return config
