@@ -41,7 +41,8 @@ def rt_csv(tmp_path, rt_rows) -> Path:
     """A 400-row CSV of real, balanced rt-sentences rows."""
     import csv
 
-    rows = [r for r in rt_rows if r["label"] == "positive"][:200] + [r for r in rt_rows if r["label"] == "negative"][:200]
+    positive = [r for r in rt_rows if r["label"] == "positive"][:200]
+    rows = positive + [r for r in rt_rows if r["label"] == "negative"][:200]
     path = tmp_path / "reviews.csv"
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=["text", "label"])

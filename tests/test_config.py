@@ -114,3 +114,10 @@ def test_every_field_is_documented():
     rows = describe_fields()
     assert {"data.text_column", "train.lr", "method.r", "method.k", "eval.metric"} <= {r[0] for r in rows}
     assert all(help_text.strip() for *_, help_text in rows)
+
+
+def test_configuration_docs_are_current():
+    from tuneforge.config import config_markdown
+
+    docs = Path(__file__).parents[1] / "docs" / "configuration.md"
+    assert docs.read_text() == config_markdown(), "regenerate: tuneforge config --markdown > docs/configuration.md"

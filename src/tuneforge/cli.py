@@ -24,6 +24,7 @@ EPILOG = """examples:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    _quiet_libraries()
     if not hasattr(args, "handler"):
         parser.print_help()
         return 1
@@ -35,6 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+
+
+def _quiet_libraries() -> None:
+    """Keep the terminal for tuneforge's own progress: library load reports and deprecations are noise here."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.set_verbosity_error()
 
 
 # --------------------------------------------------------------------------- commands
@@ -157,8 +168,11 @@ def _registry(what: str):
 
 
 def _config(args: argparse.Namespace) -> int:
-    from tuneforge.config import describe_fields
+    from tuneforge.config import config_markdown, describe_fields
 
+    if args.markdown:
+        print(config_markdown(), end="")
+        return 0
     for key, kind, default, help_text in describe_fields():
         print(f"{key}  ({kind}; default {default})\n    {help_text}")
     return 0
@@ -233,6 +247,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_list)
 
     p = sub.add_parser("config", help="every config key with its type, default and meaning")
+    p.add_argument("--markdown", action="store_true", help="as the Markdown table of docs/configuration.md")
     p.set_defaults(handler=_config)
 
     p = sub.add_parser("prepare", help="convert/prepare built-in models and datasets into the cache now")

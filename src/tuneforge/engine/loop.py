@@ -8,6 +8,7 @@ clipping, periodic evaluation, early stopping, best-weights selection, logging a
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +33,8 @@ class FitResult:
     best_step: int | None = None
     best_metric: float | None = None
     stopped_early: bool = False
-    train_seconds: float = 0.0
+    train_seconds: float = 0.0  # optimisation only: evaluation time is counted apart
+    eval_seconds: float = 0.0
     samples_per_second: float = 0.0
 
 
@@ -66,7 +68,7 @@ def fit(
     eval_every = max(1, eval_every)
 
     bar = tqdm(total=steps, desc="training", unit="step", disable=not config.output.progress, dynamic_ncols=True)
-    start, samples, step, epoch = time.perf_counter(), 0, 0, 0
+    start, samples, step, epoch, eval_seconds = time.perf_counter(), 0, 0, 0, 0.0
     while step < steps and not tracker.should_stop:
         train_loader.batch_sampler.set_epoch(epoch) if hasattr(train_loader.batch_sampler, "set_epoch") else None
         model.train()
@@ -87,21 +89,30 @@ def fit(
             bar.update(1)
             fraction = epoch + (batch_index + 1) / len(train_loader)
             if step % train.log_every == 0 or step == steps:
-                record = tracker.log_train(step, fraction, scheduler.get_last_lr()[0], samples / _since(start))
+                speed = samples / (_since(start) - eval_seconds)
+                record = tracker.log_train(step, fraction, scheduler.get_last_lr()[0], speed)
                 bar.set_postfix(loss=f"{record['train_loss']:.4f}", lr=f"{record['lr']:.2e}",
                                 samples_s=f"{record['samples_per_second']:.1f}")
             if step % eval_every == 0 or step == steps:
+                eval_start = time.perf_counter()
                 tracker.log_eval(step, fraction, evaluate(model), model)
+                eval_seconds += _since(eval_start)
+                tqdm.write(_eval_line(tracker.history[-1]), file=sys.stderr)
                 model.train()
             if step >= steps or tracker.should_stop:
                 break
         epoch += 1
     bar.close()
-    seconds = _since(start)
+    seconds = _since(start) - eval_seconds
     tracker.restore_best(model)
     accelerator.end_training()
     return FitResult(tracker.history, step, tracker.best_step, tracker.best_metric, tracker.should_stop,
-                     seconds, samples / seconds)
+                     seconds, eval_seconds, samples / seconds)
+
+
+def _eval_line(record: dict) -> str:
+    values = "  ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in record.items() if k.startswith("eval_"))
+    return f"step {record['step']} (epoch {record['epoch']:.2f})  validation: {values}"
 
 
 def _since(start: float) -> float:

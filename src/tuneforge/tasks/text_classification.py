@@ -96,6 +96,7 @@ def build_model(name: str, labels: LabelSpace) -> tuple:
         id2label=dict(enumerate(labels.names)),
         label2id={name: i for i, name in enumerate(labels.names)},
         problem_type="multi_label_classification" if labels.multi_label else "single_label_classification",
+        ignore_mismatched_sizes=True,  # a checkpoint with another head (other labels) is a fine start
     )
     if tokenizer.pad_token_id is None:  # decoders (Llama...) ship no pad token
         tokenizer.pad_token = tokenizer.eos_token
@@ -220,6 +221,7 @@ def _fit_summary(result: FitResult) -> dict:
         "best_validation_metric": result.best_metric,
         "stopped_early": result.stopped_early,
         "train_seconds": round(result.train_seconds, 2),
+        "eval_seconds": round(result.eval_seconds, 2),
         "train_samples_per_second": round(result.samples_per_second, 2),
     }
 

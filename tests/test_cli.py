@@ -1,0 +1,167 @@
+"""The command line as a user meets it: every mistake gets exit code 2 and a message naming the problem."""
+
+import csv
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import tiny_config
+from tuneforge.cli import main
+
+
+def run_cli(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def trained_run(tiny_bert, rt_csv, tmp_path):
+    import tuneforge
+
+    return tuneforge.train(tiny_config(tiny_bert, rt_csv, tmp_path, train={"max_steps": 4}))
+
+
+def write_config(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    for command in ("train", "quickstart", "predict", "eval", "export", "init", "list"):
+        assert command in out
+
+
+@pytest.mark.parametrize("what,name", [("models", "minilm-l6"), ("models", "smollm2-135m"),
+                                       ("models", "efficientnet-lite0"), ("datasets", "rt-sentences"),
+                                       ("methods", "lora"), ("methods", "topk")])
+def test_list(capsys, what, name):
+    code, out, _ = run_cli(capsys, "list", what)
+    assert code == 0 and name in out
+
+
+def test_config_keys_documented(capsys):
+    code, out, _ = run_cli(capsys, "config")
+    assert code == 0 and "train.lr" in out and "method.r" in out
+
+
+def test_config_typo(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "train", write_config(tmp_path, "trian:\n  lr: 1\n"))
+    assert code == 2 and "c.yaml" in err and "'trian'" in err and "did you mean 'train'" in err
+    assert "Traceback" not in err
+
+
+def test_override_wrong_type(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "train", write_config(tmp_path, "name: x\n"), "train.batch_size=many")
+    assert code == 2 and "train.batch_size: expected an integer" in err
+
+
+def test_unknown_model_suggests(capsys, tmp_path, rt_csv):
+    cfg = write_config(tmp_path, f"model:\n  name: ./no-such-model\ndata:\n  dataset: null\n  train_file: {rt_csv}\n")
+    code, _, err = run_cli(capsys, "train", cfg)
+    assert code == 2 and "no-such-model" in err
+
+
+def test_unknown_dataset_suggests(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "train", write_config(tmp_path, "data:\n  dataset: rt-sentence\n"))
+    assert code == 2 and "did you mean 'rt-sentences'" in err
+
+
+def test_missing_column_before_training(capsys, tmp_path, rt_csv):
+    cfg = write_config(tmp_path, f"data:\n  dataset: null\n  train_file: {rt_csv}\n  text_column: review\n")
+    code, _, err = run_cli(capsys, "train", cfg)
+    assert code == 2 and "review" in err and "data.text_column" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_bad_rows_listed_with_file_and_line(capsys, tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(b"text,label\ngood movie,pos\n  ,pos\nbad \xff\xfe bytes,neg\nno label,\nfine,neg\n")
+    cfg = write_config(tmp_path, f"data:\n  dataset: null\n  train_file: {path}\n")
+    code, _, err = run_cli(capsys, "train", cfg)
+    assert code == 2
+    assert "bad.csv, line 3" in err and "empty text" in err
+    assert "bad.csv, line 4" in err and "UTF-8" in err
+    assert "bad.csv, line 5" in err and "label" in err
+
+
+def test_wrong_format_file(capsys, tmp_path):
+    path = tmp_path / "data.parquet"
+    path.write_text("text,label\nhello,pos\n")
+    cfg = write_config(tmp_path, f"data:\n  dataset: null\n  train_file: {path}\n")
+    code, _, err = run_cli(capsys, "train", cfg)
+    assert code == 2 and "data.parquet" in err and "Parquet" in err
+
+
+def test_predict_texts_and_file(capsys, trained_run, tmp_path):
+    code, out, _ = run_cli(capsys, "predict", str(trained_run.dir), "a wonderful film", "a dreadful bore")
+    assert code == 0 and len(out.strip().splitlines()) == 2
+    source = tmp_path / "in.csv"
+    source.write_text("id,text\n1,a wonderful film\n2,a dreadful bore\n3,\"quoted, with comma\"\n")
+    out_path = tmp_path / "preds.csv"
+    code, _, _ = run_cli(capsys, "predict", str(trained_run.dir), "--file", str(source), "--out", str(out_path))
+    rows = list(csv.DictReader(out_path.open()))
+    assert code == 0 and len(rows) == 3
+    assert {"id", "text", "predicted_label", "prob_negative", "prob_positive"} <= set(rows[0])
+    assert rows[2]["text"] == "quoted, with comma"
+
+
+def test_predict_errors(capsys, trained_run, tmp_path):
+    code, _, err = run_cli(capsys, "predict", str(tmp_path / "nope"), "text")
+    assert code == 2 and "no such run directory" in err
+    source = tmp_path / "in.csv"
+    source.write_text("body\nhello\n")
+    code, _, err = run_cli(capsys, "predict", str(trained_run.dir), "--file", str(source))
+    assert code == 2 and "no column 'text'" in err
+
+
+def test_eval_on_new_labelled_data(capsys, trained_run, rt_csv, tmp_path):
+    out_dir = tmp_path / "eval"
+    code, out, _ = run_cli(capsys, "eval", str(trained_run.dir), "--data", str(rt_csv), "--out", str(out_dir))
+    assert code == 0 and "accuracy" in out
+    assert (out_dir / "report.md").is_file() and (out_dir / "confusion_matrix.png").is_file()
+
+
+def test_eval_unseen_label(capsys, trained_run, tmp_path):
+    path = tmp_path / "new.csv"
+    path.write_text("text,label\nfine,positive\nmeh,neutral\n")
+    code, _, err = run_cli(capsys, "eval", str(trained_run.dir), "--data", str(path))
+    assert code == 2 and "neutral" in err and "new.csv" in err
+
+
+def test_export_merge_needs_flag(capsys, trained_run):
+    code, _, err = run_cli(capsys, "export", str(trained_run.dir))
+    assert code == 2 and "--merge" in err
+
+
+def test_init_writes_a_config_that_trains(capsys, tmp_path, rt_csv):
+    out = tmp_path / "starter.yaml"
+    code, _, _ = run_cli(capsys, "init", "--data", str(rt_csv), "--out", str(out))
+    assert code == 0
+    from tuneforge.config import load_config
+
+    config = load_config(out)
+    assert (config.data.text_column, config.data.label_column) == ("text", "label")
+    assert config.data.train_file == str(rt_csv)
+    code, _, err = run_cli(capsys, "init", "--data", str(rt_csv), "--out", str(out))
+    assert code == 2 and "exists" in err  # never overwrite a user's file silently
+
+
+def test_resolved_config_reruns_from_cli(capsys, trained_run, tmp_path):
+    code, out, _ = run_cli(capsys, "train", str(trained_run.dir / "config.yaml"), "train.max_steps=2")
+    assert code == 0 and "run directory" in out
+
+
+def test_console_script_exit_code(tmp_path):
+    bad = tmp_path / "c.yaml"
+    bad.write_text("train:\n  epoch: 1\n")
+    result = subprocess.run([sys.executable, "-m", "tuneforge.cli", "train", str(bad)], capture_output=True,
+                            text=True)
+    assert result.returncode == 2
+    assert "did you mean 'epochs'" in result.stderr and "Traceback" not in result.stderr

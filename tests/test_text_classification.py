@@ -1,0 +1,107 @@
+"""The text-classification recipe end to end on a tiny random BERT: files, reload, plain transformers."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+import tuneforge
+from tests.conftest import tiny_config
+from tuneforge.config import load_config
+
+
+@pytest.fixture
+def full_run(tiny_bert, rt_csv, tmp_path):
+    return tuneforge.train(tiny_config(tiny_bert, rt_csv, tmp_path))
+
+
+def test_run_directory_has_everything_a_user_opens(full_run):
+    names = {p.name for p in full_run.dir.iterdir()}
+    assert {"config.yaml", "metrics.json", "report.md", "model", "history.jsonl", "training_curves.png",
+            "confusion_matrix.png", "label_distribution.png"} <= names
+    metrics = json.loads((full_run.dir / "metrics.json").read_text())
+    assert {"accuracy", "macro_f1", "weighted_f1", "confusion_matrix", "per_class"} <= set(metrics["test"])
+    assert metrics["trainable_parameters"] == metrics["total_parameters"]
+    report = full_run.report.read_text()
+    assert "Confusion matrix" in report and "positive" in report and "negative" in report
+
+
+def test_resolved_config_reruns_as_is(full_run):
+    config = load_config(full_run.dir / "config.yaml")
+    assert config.method.name == "full" and config.train.batch_size == 16
+
+
+def test_reload_predicts_identically(full_run, rt_rows):
+    texts = [r["text"] for r in rt_rows[:20]]
+    model = tuneforge.load(full_run.dir)
+    again = tuneforge.load(full_run.dir)
+    np.testing.assert_array_equal(model.predict_proba(texts), again.predict_proba(texts))
+    predictions = model.predict(texts)
+    assert {p.label for p in predictions} <= {"negative", "positive"}
+    assert all(abs(sum(p.probabilities.values()) - 1) < 1e-5 for p in predictions)
+
+
+def test_plain_transformers_loads_the_model_and_agrees(full_run, rt_rows):
+    texts = [r["text"] for r in rt_rows[:20]]
+    folder = full_run.dir / "model"
+    plain = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert plain.config.id2label == {0: "negative", 1: "positive"}
+    assert (folder / "model.safetensors").is_file()
+    with torch.no_grad():
+        batch = tokenizer(texts, padding=True, truncation=True, max_length=32, return_tensors="pt")
+        probs = torch.softmax(plain(**batch).logits, -1).numpy()
+    np.testing.assert_allclose(probs, tuneforge.load(full_run.dir).predict_proba(texts), atol=1e-5)
+
+
+def test_lora_head_saved_with_adapter_and_merge_matches(tiny_bert, rt_csv, tmp_path, rt_rows):
+    config = tiny_config(tiny_bert, rt_csv, tmp_path, method={"name": "lora", "r": 4})
+    run = tuneforge.train(config)
+    assert (run.dir / "model" / "adapter_model.safetensors").is_file()
+    texts = [r["text"] for r in rt_rows[:20]]
+    model = tuneforge.load(run.dir)
+    before = model.predict_proba(texts)
+    np.testing.assert_array_equal(before, tuneforge.load(run.dir).predict_proba(texts))
+    # the trained head must be in the adapter folder: a fresh head would give different outputs
+    assert not np.allclose(before, 0.5, atol=1e-3)
+    merged = model.merged()
+    tokens = model.tokenizer(texts, padding=True, truncation=True, max_length=32, return_tensors="pt")
+    with torch.no_grad():
+        merged_probs = torch.softmax(merged(**tokens).logits, -1).numpy()
+    np.testing.assert_allclose(merged_probs, before, atol=1e-5)
+
+
+def test_multi_label_with_thresholds(tiny_bert, tmp_path, rt_rows):
+    # real sentences, two real label dimensions: polarity and strength of the human rating
+    path = tmp_path / "multi.jsonl"
+    with path.open("w") as handle:
+        for row in rt_rows[:300]:
+            labels = [row["label"]] + (["strong"] if abs(row["rating"]) > 2 else [])
+            handle.write(json.dumps({"text": row["text"], "tags": labels}) + "\n")
+    config = tiny_config(tiny_bert, path, tmp_path, data={"label_column": "tags", "multi_label": True},
+                         eval={"metric": "macro_f1"}, train={"class_weights": "auto"})
+    run = tuneforge.train(config)
+    assert {"micro_f1", "macro_f1", "subset_accuracy"} <= set(run.metrics["test"])
+    model = tuneforge.load(run.dir)
+    assert len(model.meta["thresholds"]) == 3
+    prediction = model.predict(["an astonishing, magnificent triumph"])[0]
+    assert isinstance(prediction.label, list)
+    assert AutoModelForSequenceClassification.from_pretrained(run.dir / "model").config.problem_type == (
+        "multi_label_classification"
+    )
+
+
+def test_early_stopping_stops(tiny_bert, rt_csv, tmp_path):
+    config = tiny_config(tiny_bert, rt_csv, tmp_path, train={"epochs": 30, "lr": 0.0},
+                         eval={"every": 5, "early_stopping_patience": 2})
+    run = tuneforge.train(config)
+    assert run.metrics["fit"]["stopped_early"]
+    assert run.metrics["fit"]["steps"] == 15  # best at the first eval, two evaluations without improvement
+
+
+def test_tensorboard_events_written(tiny_bert, rt_csv, tmp_path):
+    config = tiny_config(tiny_bert, rt_csv, tmp_path, output={"tensorboard": True}, train={"max_steps": 3})
+    run = tuneforge.train(config)
+    assert list(run.dir.rglob("events.out.tfevents.*"))
