@@ -112,6 +112,28 @@ def test_predict_texts_and_file(capsys, trained_run, tmp_path):
     assert rows[2]["text"] == "quoted, with comma"
 
 
+def test_predict_never_overwrites(capsys, trained_run, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("text\nfine\n")
+    code, _, err = run_cli(capsys, "predict", str(trained_run.dir), "--file", str(source), "--out", str(source))
+    assert code == 2 and "input file" in err
+    assert source.read_text() == "text\nfine\n"
+    existing = tmp_path / "old.csv"
+    existing.write_text("keep me")
+    code, _, err = run_cli(capsys, "predict", str(trained_run.dir), "--file", str(source), "--out", str(existing))
+    assert code == 2 and "--force" in err and existing.read_text() == "keep me"
+
+
+def test_predict_parquet_file(capsys, trained_run, tmp_path):
+    import pandas as pd
+
+    source = tmp_path / "in.parquet"
+    pd.DataFrame({"text": ["a wonderful film", "a dreadful bore"], "id": [1, 2]}).to_parquet(source)
+    out = tmp_path / "p.csv"
+    code, _, _ = run_cli(capsys, "predict", str(trained_run.dir), "--file", str(source), "--out", str(out))
+    assert code == 0 and len(list(csv.DictReader(out.open()))) == 2
+
+
 def test_predict_errors(capsys, trained_run, tmp_path):
     code, _, err = run_cli(capsys, "predict", str(tmp_path / "nope"), "text")
     assert code == 2 and "no such run directory" in err
@@ -121,11 +143,27 @@ def test_predict_errors(capsys, trained_run, tmp_path):
     assert code == 2 and "no column 'text'" in err
 
 
-def test_eval_on_new_labelled_data(capsys, trained_run, rt_csv, tmp_path):
+def test_eval_on_labelled_data_matches_training_report(capsys, trained_run, tmp_path):
+    import json
+
+    from tuneforge.config import load_config
+    from tuneforge.data.splits import load_splits
+
+    config = load_config(trained_run.dir / "config.yaml")
+    test = load_splits(config.data, config.seed).test
+    path = tmp_path / "test.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        writer.writerows((e.text, e.label) for e in test)
     out_dir = tmp_path / "eval"
-    code, out, _ = run_cli(capsys, "eval", str(trained_run.dir), "--data", str(rt_csv), "--out", str(out_dir))
+    code, out, _ = run_cli(capsys, "eval", str(trained_run.dir), "--data", str(path), "--out", str(out_dir))
     assert code == 0 and "accuracy" in out
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    assert metrics["confusion_matrix"] == trained_run.metrics["test"]["confusion_matrix"]
     assert (out_dir / "report.md").is_file() and (out_dir / "confusion_matrix.png").is_file()
+    code, _, err = run_cli(capsys, "eval", str(trained_run.dir), "--data", str(path), "--out", str(out_dir))
+    assert code == 2 and "--force" in err  # an earlier report is never silently replaced
 
 
 def test_eval_unseen_label(capsys, trained_run, tmp_path):
@@ -155,7 +193,15 @@ def test_init_writes_a_config_that_trains(capsys, tmp_path, rt_csv):
 
 def test_resolved_config_reruns_from_cli(capsys, trained_run, tmp_path):
     code, out, _ = run_cli(capsys, "train", str(trained_run.dir / "config.yaml"), "train.max_steps=2")
-    assert code == 0 and "run directory" in out
+    assert code == 0
+    from pathlib import Path
+
+    from tuneforge.config import load_config
+
+    new_dir = Path(next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("run dir")))
+    assert new_dir != trained_run.dir
+    rerun = load_config(new_dir / "config.yaml")
+    assert rerun.train.max_steps == 2 and rerun.model == load_config(trained_run.dir / "config.yaml").model
 
 
 def test_console_script_exit_code(tmp_path):
@@ -165,3 +211,26 @@ def test_console_script_exit_code(tmp_path):
                             text=True)
     assert result.returncode == 2
     assert "did you mean 'epochs'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_export_merge_gives_a_plain_transformers_model(capsys, tiny_bert, rt_csv, tmp_path):
+    import numpy as np
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    import tuneforge
+
+    run = tuneforge.train(tiny_config(tiny_bert, rt_csv, tmp_path, method={"name": "lora", "r": 4},
+                                      train={"max_steps": 4}))
+    out = tmp_path / "merged"
+    code, _, _ = run_cli(capsys, "export", str(run.dir), "--merge", "--out", str(out))
+    assert code == 0 and (out / "model.safetensors").is_file()
+    plain = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    assert not any("lora" in name for name, _ in plain.named_parameters())
+    assert plain.config.id2label == {0: "negative", 1: "positive"}
+    model = tuneforge.load(run.dir)
+    texts = ["a wonderful film", "a dreadful bore"]
+    batch = model.tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        probs = torch.softmax(plain(**batch).logits, -1).numpy()
+    np.testing.assert_allclose(probs, model.predict_proba(texts), atol=1e-5)

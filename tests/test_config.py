@@ -121,3 +121,24 @@ def test_configuration_docs_are_current():
 
     docs = Path(__file__).parents[1] / "docs" / "configuration.md"
     assert docs.read_text() == config_markdown(), "regenerate: tuneforge config --markdown > docs/configuration.md"
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.log_every=0", "train.log_every must be at least 1"),
+    ("train.batch_size=0", "train.batch_size must be at least 1"),
+    ("train.epochs=.inf", "train.epochs must be a positive number"),
+    ("data.split=[0.5,0.6,0.1]", "data.split must be three fractions"),
+    ("method.r=0", "method.r must be at least 1"),
+    ("eval.early_stopping_patience=0", "eval.early_stopping_patience must be at least 1"),
+])
+def test_values_that_cannot_work_are_refused(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_api_applies_overrides_to_a_dict(tmp_path):
+    from tuneforge.config import apply_overrides
+
+    raw = {"train": {"lr": 0.1}}
+    assert apply_overrides(raw, ["train.lr=0.2"]) == {"train": {"lr": 0.2}}
+    assert raw == {"train": {"lr": 0.1}}  # the caller's dict is untouched

@@ -10,6 +10,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 import tuneforge
 from tests.conftest import tiny_config
 from tuneforge.config import load_config
+from tuneforge.data.splits import load_splits
 
 
 @pytest.fixture
@@ -33,14 +34,34 @@ def test_resolved_config_reruns_as_is(full_run):
     assert config.method.name == "full" and config.train.batch_size == 16
 
 
-def test_reload_predicts_identically(full_run, rt_rows):
-    texts = [r["text"] for r in rt_rows[:20]]
+def test_reloaded_model_reproduces_the_reported_test_metrics(full_run):
+    config = load_config(full_run.dir / "config.yaml")
+    test = load_splits(config.data, config.seed).test
     model = tuneforge.load(full_run.dir)
-    again = tuneforge.load(full_run.dir)
-    np.testing.assert_array_equal(model.predict_proba(texts), again.predict_proba(texts))
-    predictions = model.predict(texts)
-    assert {p.label for p in predictions} <= {"negative", "positive"}
-    assert all(abs(sum(p.probabilities.values()) - 1) < 1e-5 for p in predictions)
+    predicted = [p.label for p in model.predict([e.text for e in test])]
+    accuracy = np.mean([p == e.label for p, e in zip(predicted, test, strict=True)])
+    assert accuracy == pytest.approx(full_run.metrics["test"]["accuracy"], abs=1e-9)
+    probabilities = model.predict(["a wonderful film"])[0].probabilities
+    assert set(probabilities) == {"negative", "positive"} and sum(probabilities.values()) == pytest.approx(1)
+
+
+def test_best_weights_are_the_ones_saved(tiny_bert, rt_csv, tmp_path):
+    # a large learning rate makes validation accuracy jump around; the saved model must be the best one
+    config = tiny_config(tiny_bert, rt_csv, tmp_path, train={"epochs": 4, "lr": 5e-3}, eval={"every": 5})
+    run = tuneforge.train(config)
+    evals = [r["eval_accuracy"] for r in map(json.loads, (run.dir / "history.jsonl").read_text().splitlines())
+             if "eval_accuracy" in r]
+    assert run.metrics["fit"]["best_validation_metric"] == max(evals)
+    assert run.metrics["validation"]["accuracy"] == pytest.approx(max(evals))
+
+
+def test_gradient_accumulation_steps_and_eval_points(tiny_bert, rt_csv, tmp_path):
+    # 320 training rows / batch 16 = 20 batches; grad_accum 3 -> 7 optimizer steps per epoch (last one short)
+    config = tiny_config(tiny_bert, rt_csv, tmp_path, train={"epochs": 2, "grad_accum": 3})
+    run = tuneforge.train(config)
+    history = [json.loads(line) for line in (run.dir / "history.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in history if "eval_loss" in r] == [7, 14]
+    assert run.metrics["fit"]["steps"] == 14
 
 
 def test_plain_transformers_loads_the_model_and_agrees(full_run, rt_rows):
@@ -60,12 +81,15 @@ def test_lora_head_saved_with_adapter_and_merge_matches(tiny_bert, rt_csv, tmp_p
     config = tiny_config(tiny_bert, rt_csv, tmp_path, method={"name": "lora", "r": 4})
     run = tuneforge.train(config)
     assert (run.dir / "model" / "adapter_model.safetensors").is_file()
-    texts = [r["text"] for r in rt_rows[:20]]
     model = tuneforge.load(run.dir)
+    # the trained head is inside the adapter folder: the reloaded model gives the reported test results
+    resolved = load_config(run.dir / "config.yaml")
+    test = load_splits(resolved.data, resolved.seed).test
+    predicted = [p.label for p in model.predict([e.text for e in test])]
+    assert np.mean([p == e.label for p, e in zip(predicted, test, strict=True)]) == pytest.approx(
+        run.metrics["test"]["accuracy"], abs=1e-9)
+    texts = [r["text"] for r in rt_rows[:20]]
     before = model.predict_proba(texts)
-    np.testing.assert_array_equal(before, tuneforge.load(run.dir).predict_proba(texts))
-    # the trained head must be in the adapter folder: a fresh head would give different outputs
-    assert not np.allclose(before, 0.5, atol=1e-3)
     merged = model.merged()
     tokens = model.tokenizer(texts, padding=True, truncation=True, max_length=32, return_tensors="pt")
     with torch.no_grad():
@@ -85,9 +109,12 @@ def test_multi_label_with_thresholds(tiny_bert, tmp_path, rt_rows):
     run = tuneforge.train(config)
     assert {"micro_f1", "macro_f1", "subset_accuracy"} <= set(run.metrics["test"])
     model = tuneforge.load(run.dir)
-    assert len(model.meta["thresholds"]) == 3
-    prediction = model.predict(["an astonishing, magnificent triumph"])[0]
-    assert isinstance(prediction.label, list)
+    thresholds = dict(zip(model.labels.names, model.meta["thresholds"], strict=True))
+    assert set(thresholds) == {"negative", "positive", "strong"}
+    for prediction in model.predict([r["text"] for r in rt_rows[300:340]]):
+        # a label is predicted exactly when its probability reaches its tuned threshold
+        expected = [name for name, p in prediction.probabilities.items() if p >= thresholds[name]]
+        assert prediction.label == expected
     assert AutoModelForSequenceClassification.from_pretrained(run.dir / "model").config.problem_type == (
         "multi_label_classification"
     )

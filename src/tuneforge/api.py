@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tuneforge.config import Config, config_from_dict, load_config
+from tuneforge.config import Config, apply_overrides, config_from_dict, load_config
 from tuneforge.runs import Run, open_run
 
 
 def train(config: Config | dict | str | Path | None = None, overrides: list[str] | None = None) -> Run:
     """Run the task a config describes: a ``Config``, a dict, a YAML path, or None for the quickstart."""
+    if isinstance(config, Config):
+        config = config.to_dict()
     if isinstance(config, dict):
-        config = config_from_dict(config)
-    elif config is None or isinstance(config, str | Path):
+        config = config_from_dict(apply_overrides(config, overrides or []), "config")
+    else:
         config = load_config(config, overrides)
     from tuneforge.tasks import recipe_for
 

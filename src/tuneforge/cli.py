@@ -84,15 +84,16 @@ def _report_run(run) -> None:
 
 def _predict(args: argparse.Namespace) -> int:
     from tuneforge.api import load
-    from tuneforge.tasks.text_io import read_texts, write_predictions
+    from tuneforge.tasks.text_io import check_output, read_texts, write_predictions
 
     if bool(args.texts) == bool(args.file):
         raise TuneforgeError("give either texts to classify or --file FILE (not both, not neither)")
     model = load(args.run)
     if args.file:
-        column = args.text_column or model.meta["text_column"]
-        rows, texts = read_texts(Path(args.file), column)
-        out = Path(args.out) if args.out else Path(args.file).with_suffix(".predictions.csv")
+        source = Path(args.file)
+        out = Path(args.out) if args.out else source.with_suffix(".predictions.csv")
+        check_output(out, source, args.force)
+        rows, texts = read_texts(source, args.text_column or model.meta["text_column"])
         write_predictions(out, rows, model.predict(texts))
         print(f"wrote {len(texts):,} predictions to {out}")
         return 0
@@ -109,8 +110,9 @@ def _eval(args: argparse.Namespace) -> int:
     from tuneforge.tasks.text_io import evaluate_file
 
     model = load(args.run)
-    metrics, out_dir = evaluate_file(model, Path(args.data), args.out, args.text_column, args.label_column,
-                                     args.on_bad_rows)
+    out = Path(args.out) if args.out else None
+    metrics, out_dir = evaluate_file(model, Path(args.data), out, args.text_column, args.label_column,
+                                     args.on_bad_rows, args.force)
     print(format_metrics_table(metrics))
     print(f"\nreport: {out_dir / 'report.md'}")
     return 0
@@ -124,9 +126,9 @@ def _export(args: argparse.Namespace) -> int:
         raise TuneforgeError("nothing to export: pass --merge (more formats come with tuneforge's export issue)")
     model = load(args.run)
     out = Path(args.out) if args.out else open_run(args.run).parent / "merged"
-    merged = model.merged()
-    merged.save_pretrained(out)
-    model.tokenizer.save_pretrained(out)
+    if out.exists() and any(out.iterdir()) and not args.force:
+        raise TuneforgeError(f"{out} is not empty; pass --force to overwrite it")
+    model.save_merged(out)
     print(f"wrote a plain transformers model (adapters merged) to {out}")
     print(f"load it with AutoModelForSequenceClassification.from_pretrained('{out}')")
     return 0
@@ -218,6 +220,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--file", help="CSV/TSV/JSONL/Parquet file of texts")
     p.add_argument("--out", help="where to write predictions (CSV); default: next to --file")
     p.add_argument("--text-column", help="text column in --file (default: the one used in training)")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.set_defaults(handler=_predict)
 
     p = sub.add_parser("eval", help="evaluate a trained run on new labelled data, with the full report")
@@ -227,12 +230,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--text-column", help="default: the one used in training")
     p.add_argument("--label-column", help="default: the one used in training")
     p.add_argument("--on-bad-rows", choices=["error", "skip"], default="error", help="as data.on_bad_rows")
+    p.add_argument("--force", action="store_true", help="overwrite a report already in --out")
     p.set_defaults(handler=_eval)
 
     p = sub.add_parser("export", help="export a run's model (--merge: fold LoRA adapters into a plain model)")
     p.add_argument("run", help="run directory")
     p.add_argument("--merge", action="store_true", help="write a merged full transformers model")
     p.add_argument("--out", help="output folder (default: RUN/merged)")
+    p.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
     p.set_defaults(handler=_export)
 
     p = sub.add_parser("init", help="write a commented starter config inferred from a data file")

@@ -9,6 +9,7 @@ through the same checks. The defaults are the quickstart run (LoRA on ``minilm-l
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import types
@@ -126,8 +127,9 @@ class LoraConfig:
     alpha: float = _field(16.0, "Scaling numerator: adapters are scaled by alpha / r.")
     dropout: float = _field(0.1, "Dropout on the adapter input.")
     target_modules: list[str] | None = _field(
-        ["query", "key", "value", "attention.output.dense"],
-        "Module name suffixes to adapt; null = the model family's default.",
+        None,
+        "Module name suffixes to adapt; null = tuneforge's tuned choice for the model family "
+        "(BERT: query, key, value, attention.output.dense), else PEFT's default.",
     )
     dora: bool = _field(False, "Weight-decomposed LoRA (DoRA).")
 
@@ -188,9 +190,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if path is not None:
         source = str(path)
         raw = _read_yaml(Path(path))
-    for item in overrides or []:
-        _apply_override(raw, item)
-    return config_from_dict(raw, source)
+    return config_from_dict(apply_overrides(raw, overrides or []), source)
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
@@ -201,7 +201,46 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
     method_raw = raw.pop("method", None) or {}
     config = _build(Config, raw, source, prefix="")
     config.method = _build_method(method_raw, source)
+    _check_ranges(config, source)
     return config
+
+
+def _check_ranges(config: Config, source: str) -> None:
+    """Values of the right type that still cannot work: caught here, not as a traceback mid-run."""
+    t, d, e, m = config.train, config.data, config.eval, config.method
+    checks = [
+        ("train.epochs", t.epochs, 0 < t.epochs < 1e6, "a positive number"),
+        ("train.max_steps", t.max_steps, t.max_steps is None or t.max_steps >= 1, "at least 1"),
+        ("train.batch_size", t.batch_size, t.batch_size >= 1, "at least 1"),
+        ("train.grad_accum", t.grad_accum, t.grad_accum >= 1, "at least 1"),
+        ("train.lr", t.lr, t.lr >= 0, "not negative"),
+        ("train.head_lr", t.head_lr, t.head_lr is None or t.head_lr >= 0, "not negative"),
+        ("train.weight_decay", t.weight_decay, t.weight_decay >= 0, "not negative"),
+        ("train.warmup_ratio", t.warmup_ratio, 0 <= t.warmup_ratio < 1, "in [0, 1)"),
+        ("train.max_grad_norm", t.max_grad_norm, t.max_grad_norm is None or t.max_grad_norm > 0, "positive"),
+        ("train.log_every", t.log_every, t.log_every >= 1, "at least 1"),
+        ("train.num_workers", t.num_workers, t.num_workers >= 0, "not negative"),
+        ("data.max_length", d.max_length, d.max_length >= 2, "at least 2"),
+        ("data.max_examples", d.max_examples, d.max_examples is None or d.max_examples >= 1, "at least 1"),
+        ("data.split", d.split, _valid_split(d.split), "three fractions >= 0 summing to 1, train > 0"),
+        ("data.label_separator", d.label_separator, bool(d.label_separator), "a non-empty string"),
+        ("eval.every", e.every, e.every == "epoch" or e.every >= 1, "'epoch' or at least 1"),
+        ("eval.batch_size", e.batch_size, e.batch_size >= 1, "at least 1"),
+        ("eval.early_stopping_patience", e.early_stopping_patience,
+         e.early_stopping_patience is None or e.early_stopping_patience >= 1, "at least 1 (or null)"),
+    ]
+    if isinstance(m, LoraConfig):
+        checks += [("method.r", m.r, m.r >= 1, "at least 1"), ("method.alpha", m.alpha, m.alpha > 0, "positive"),
+                   ("method.dropout", m.dropout, 0 <= m.dropout < 1, "in [0, 1)")]
+    if isinstance(m, TopKConfig):
+        checks.append(("method.k", m.k, m.k >= 1, "at least 1"))
+    for key, value, ok, expected in checks:
+        if not ok:
+            raise ConfigError(f"{source}: {key} must be {expected}, got {value!r}")
+
+
+def _valid_split(split: list[float]) -> bool:
+    return len(split) == 3 and all(f >= 0 for f in split) and abs(sum(split) - 1) < 1e-6 and split[0] > 0
 
 
 def save_config(config: Config, path: Path) -> None:
@@ -223,6 +262,14 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         where = f", line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}{where}: invalid YAML ({getattr(error, 'problem', error)})") from None
     return data if data is not None else {}
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``raw`` with each ``key.path=value`` applied (values parsed as YAML); ``raw`` itself is untouched."""
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        _apply_override(raw, item)
+    return raw
 
 
 def _apply_override(raw: dict[str, Any], item: str) -> None:

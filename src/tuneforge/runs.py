@@ -120,15 +120,18 @@ def _summary(config: Config, extras: dict, splits) -> dict[str, str]:
 
 def _data_notes(splits) -> list[str]:
     notes = [f"{splits.total_rows:,} rows read."]
-    if splits.skipped:
-        count = sum(splits.skipped.values())
-        reasons = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in splits.skipped.items())
-        notes.append(f"{count:,} rows skipped (data.on_bad_rows: skip): {reasons}.")
+    if splits.skipped_rows:
+        reasons = ", ".join(f"{n} {kind}" for kind, n in splits.skipped.items())
+        notes.append(f"{splits.skipped_rows:,} rows skipped (data.on_bad_rows: skip): {reasons}.")
     return notes
 
 
 def _extra_sections(evaluation: dict[str, dict], run_dir: Path) -> dict[str, str]:
     sections = {}
+    if "subset_accuracy" in evaluation["validation"]:
+        sections["Thresholds"] = ("Per-label decision thresholds were tuned on the validation split (stored in "
+                                  "model/tuneforge.json), so validation metrics are optimistic; judge the model "
+                                  "on the test split or on new data with `tuneforge eval`.")
     if "test" in evaluation:
         validation = evaluation["validation"]
         sections["Validation"] = (f"accuracy {validation['accuracy']:.4f}, macro F1 {validation['macro_f1']:.4f}, "

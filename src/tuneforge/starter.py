@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import yaml
+
 from tuneforge.data.readers import read_columns
 from tuneforge.errors import DataError
 
@@ -26,16 +28,26 @@ def starter_config(task: str, data: Path) -> str:
     more = f" and {len(labels) - 12} more" if len(labels) > 12 else ""
     return _TEMPLATE.format(
         task=task,
-        name=data.stem.replace(" ", "-"),
-        train_file=data,
-        text_column=text_column,
-        label_column=label_column,
-        multi_label=str(multi_label).lower(),
-        separator=separator or "|",
+        name=_yaml(data.stem.replace(" ", "-")),
+        train_file=_yaml(str(data)),
+        text_column=_yaml(text_column),
+        label_column=_yaml(label_column),
+        multi_label=_yaml(multi_label),
+        separator=_yaml(separator or "|"),
         rows=len(rows),
-        labels=shown + more,
-        columns=", ".join(columns),
+        labels=_comment(shown + more),
+        columns=_comment(", ".join(columns)),
+        source=_comment(str(data)),
     )
+
+
+def _yaml(value: object) -> str:
+    """A YAML scalar that reads back as the same value ('2024' stays a string, 'a: b' stays whole)."""
+    return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
+
+
+def _comment(text: str) -> str:
+    return text.replace("\n", " ")
 
 
 def _text_column(columns: list[str], rows: list[dict]) -> str:
@@ -85,7 +97,7 @@ def _label_counts(values: list, multi_label: bool, separator: str | None) -> Cou
 
 
 _TEMPLATE = """\
-# tuneforge starter config, inferred from {train_file} ({rows} rows looked at).
+# tuneforge starter config, inferred from {source} ({rows} rows looked at).
 # Columns found: {columns}
 # Labels found: {labels}
 # Train with:   tuneforge train THIS_FILE      (every key: `tuneforge config`)
@@ -101,7 +113,7 @@ data:
   text_column: {text_column}
   label_column: {label_column}
   multi_label: {multi_label}           # true: a list of labels per row
-  label_separator: "{separator}"        # how labels are joined inside one cell when multi_label
+  label_separator: {separator}         # how labels are joined inside one cell when multi_label
   max_length: 128               # tokens per text; raise for long documents (slower)
   on_bad_rows: error            # error: list bad rows and stop; skip: train on the good rows
 

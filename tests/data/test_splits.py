@@ -80,3 +80,12 @@ def test_builtin_dataset_split_matches_target(rt_rows):
     assert total == len(rt_rows) == 10568
     assert abs(len(splits.test) - 1057) <= 2
     assert splits.labels() == ["negative", "positive"]
+
+
+def test_max_examples_samples_every_split_before_label_checks(tmp_path):
+    train = write_csv(tmp_path / "train.csv", sorted(rows(200), key=lambda r: r[1]))  # all 'neg' rows first
+    val = write_csv(tmp_path / "val.csv", rows(40))
+    splits = load_splits(DataConfig(dataset=None, train_file=str(train), validation_file=str(val), max_examples=20),
+                         seed=0)
+    assert len(splits.train) == 20 and len(splits.validation) == 20
+    assert {e.label for e in splits.train} == {"neg", "pos"}  # a seeded sample, not the head of the file

@@ -4,7 +4,7 @@ import random
 
 import torch
 
-from tuneforge.data.text import LengthGroupedBatches, PadCollator, RandomBatches, encode_targets
+from tuneforge.data.text import PadCollator, SeededBatches, encode_targets
 
 
 def lengths(n: int = 1000) -> list[int]:
@@ -18,15 +18,15 @@ def padded_tokens(batches, lens) -> int:
 
 def test_each_example_once_per_epoch():
     lens = lengths()
-    batches = list(LengthGroupedBatches(lens, 32, seed=1))
+    batches = list(SeededBatches(lens, 32, seed=1))
     flat = sorted(i for b in batches for i in b)
     assert flat == list(range(len(lens)))
-    assert len(batches) == len(LengthGroupedBatches(lens, 32, seed=1))
+    assert len(batches) == len(SeededBatches(lens, 32, seed=1))
 
 
 def test_order_depends_only_on_seed_and_epoch():
     lens = lengths()
-    a, b = LengthGroupedBatches(lens, 32, seed=1), LengthGroupedBatches(lens, 32, seed=1)
+    a, b = SeededBatches(lens, 32, seed=1), SeededBatches(lens, 32, seed=1)
     assert list(a) == list(b)
     a.set_epoch(1)
     assert list(a) != list(b)
@@ -36,8 +36,8 @@ def test_order_depends_only_on_seed_and_epoch():
 
 def test_length_grouping_cuts_padding():
     lens = lengths()
-    grouped = padded_tokens(LengthGroupedBatches(lens, 32, seed=1), lens)
-    shuffled = padded_tokens(RandomBatches(lens, 32, seed=1), lens)
+    grouped = padded_tokens(SeededBatches(lens, 32, seed=1), lens)
+    shuffled = padded_tokens(SeededBatches(lens, 32, seed=1, mode="random"), lens)
     assert grouped < 0.7 * shuffled
 
 
@@ -55,3 +55,10 @@ def test_encode_targets():
     assert encode_targets(["b", "a"], ["a", "b"], multi_label=False).tolist() == [1, 0]
     multi = encode_targets([["a", "c"], ["b"]], ["a", "b", "c"], multi_label=True)
     assert multi.tolist() == [[1, 0, 1], [0, 1, 0]]
+
+
+def test_sorted_mode_for_evaluation_is_fixed_and_sorted():
+    lens = lengths(100)
+    batches = list(SeededBatches(lens, 10, mode="sorted"))
+    flat = [i for b in batches for i in b]
+    assert [lens[i] for i in flat] == sorted(lens)

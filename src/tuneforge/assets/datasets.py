@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuneforge.assets.cache import building, sha256, tuneforge_home
-from tuneforge.errors import DataError
+from tuneforge.errors import ConfigError, DataError
 from tuneforge.registry import Registry
 
 
@@ -29,6 +29,13 @@ class DatasetAsset:
 
 
 DATASETS: Registry[DatasetAsset] = Registry("dataset")
+
+
+def check_dataset_task(name: str, task: str) -> None:
+    """A built-in dataset made for another task (e.g. plain text for causal LM) is a config mistake."""
+    asset = DATASETS.get(name)
+    if asset.task != task:
+        raise ConfigError(f"data.dataset: '{name}' is a {asset.task} dataset, not for task '{task}'")
 
 
 def dataset_file(name: str) -> Path:

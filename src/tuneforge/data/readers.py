@@ -73,6 +73,11 @@ class Example:
     label: str | list[str]
     source: str
 
+    @property
+    def labels(self) -> list[str]:
+        """The label(s) as a list, whether single- or multi-label."""
+        return self.label if isinstance(self.label, list) else [self.label]
+
 
 @dataclass
 class Problem:
@@ -207,7 +212,7 @@ def read_examples(
 
 
 def read_columns(
-    path: str | Path, fmt: str | None = None, max_rows: int = PREVIEW_ROWS
+    path: str | Path, fmt: str | None = None, max_rows: int | None = PREVIEW_ROWS, strict: bool = False
 ) -> tuple[list[str], list[dict[str, Any]]]:
     """Return a file's column names and its first rows, e.g. to infer a starter config.
 
@@ -218,7 +223,8 @@ def read_columns(
     Args:
         path: CSV, TSV, JSON Lines or Parquet file.
         fmt: Format override (``data.format``); by default taken from the suffix.
-        max_rows: How many rows to return at most.
+        max_rows: How many rows to return at most (None: all).
+        strict: Raise instead of leaving out unparsable lines (when every row must be accounted for).
 
     Raises:
         DataError: The file is missing or unreadable, or is not in the expected format.
@@ -226,8 +232,12 @@ def read_columns(
     path = Path(path)
     _check_file(path)
     table = _load_table(path, detect_format(path, fmt), wanted=None, limit=max_rows)
-    rows = (_preview_row(row.values, table.columns) for row in table.rows if row.values is not None)
-    return table.columns, list(itertools.islice(rows, max_rows))
+    parsed = list(itertools.islice(table.rows, max_rows))  # rows may be a generator: read it once
+    broken = [f"{table.unit} {row.number}" for row in parsed if row.values is None]
+    if strict and broken:
+        more = f" and {len(broken) - 20} more" if len(broken) > 20 else ""
+        raise DataError(f"{path}: unreadable rows at {', '.join(broken[:20])}{more}")
+    return table.columns, [_preview_row(row.values, table.columns) for row in parsed if row.values is not None]
 
 
 def _check_file(path: Path) -> None:
@@ -377,7 +387,7 @@ def _read_parquet(path: Path, wanted: tuple[str, ...] | None, limit: int | None)
             records = batch.to_pylist() if batch is not None else []
             rows = [_Row(number, values, []) for number, values in enumerate(records[:limit], start=1)]
             return _Table(names, rows, "row")
-        columns = [name for name in dict.fromkeys(wanted or ()) if name in names]
+        columns = names if wanted is None else [name for name in dict.fromkeys(wanted) if name in names]
         table = parquet.read(columns=columns)
         values = [_column_values(table.column(name), pa) for name in columns]
     except (pa.ArrowException, OSError, ValueError) as err:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tuneforge.config import DataConfig
 from tuneforge.data.readers import Example, ReadResult, read_examples
-from tuneforge.data.validation import check_unseen_labels, format_problems, summarize_skipped
+from tuneforge.data.validation import check_unseen_labels, count_bad_rows, format_problems, summarize_skipped
 from tuneforge.errors import DataError
 
 
@@ -23,14 +23,15 @@ class Splits:
     validation: list[Example]
     test: list[Example]
     sources: dict[str, str]  # split -> file it came from (or "split of <file>")
-    skipped: dict[str, int] = field(default_factory=dict)  # problem kind -> rows skipped
+    skipped: dict[str, int] = field(default_factory=dict)  # problem kind -> rows with that problem
+    skipped_rows: int = 0  # distinct rows skipped (a row can have several kinds of problem)
     total_rows: int = 0
 
     def labels(self) -> list[str]:
         """Label names in a stable order: sorted names of every label seen in training."""
         names: set[str] = set()
         for example in self.train:
-            names.update(example.label if isinstance(example.label, list) else [example.label])
+            names.update(example.labels)
         return sorted(names)
 
 
@@ -46,15 +47,19 @@ def load_splits(data: DataConfig, seed: int) -> Splits:
     total_rows = sum(result.total_rows for result in results.values())
 
     splits = _assign_splits({k: r.examples for k, r in results.items()}, data.split, seed)
+    splits = [_cap(rows, data.max_examples, seed) for rows in splits]  # before the label checks below
+    known = {label for example in splits[0] for label in example.labels}
     for name in ("validation", "test"):
-        unseen = check_unseen_labels(splits[0], splits[_INDEX[name]], name, str(files.get(name, files["train"])))
-        problems += unseen
-        splits[_INDEX[name]] = _only_known_labels(splits[_INDEX[name]], splits[0])
+        file = str(files.get(name, files["train"]))
+        problems += check_unseen_labels(known, splits[_INDEX[name]], name, file)
+        splits[_INDEX[name]] = only_known_labels(splits[_INDEX[name]], known)
 
     if problems and data.on_bad_rows == "error":
         raise DataError(format_problems(problems, total_rows))
-    train, validation, test = (_cap(rows, data.max_examples) for rows in splits)
-    result = Splits(train, validation, test, _describe_sources(files), summarize_skipped(problems), total_rows)
+    train, validation, test = splits
+    sources = _describe_sources(files, None if data.train_file else f"{data.dataset} (built-in)")
+    result = Splits(train, validation, test, sources, summarize_skipped(problems), count_bad_rows(problems),
+                    total_rows)
     _check_usable(result, data)
     return result
 
@@ -79,23 +84,20 @@ def _resolve_files(data: DataConfig) -> dict[str, Path]:
 
 
 def _read(path: Path, data: DataConfig) -> ReadResult:
-    fmt = data.format if data.train_file else "jsonl"  # built-in datasets are prepared as JSONL
-    return read_examples(
-        path,
-        data.text_column,
-        data.label_column,
-        fmt=fmt,
-        multi_label=data.multi_label,
-        label_separator=data.label_separator,
-    )
+    text_column, label_column, fmt = data.text_column, data.label_column, data.format
+    if not data.train_file:  # a built-in dataset, prepared as JSONL with its own column names
+        from tuneforge.assets import DATASETS
+
+        asset = DATASETS.get(data.dataset)
+        text_column, label_column, fmt = asset.text_column, asset.label_column, "jsonl"
+    return read_examples(path, text_column, label_column, fmt=fmt, multi_label=data.multi_label,
+                         label_separator=data.label_separator)
 
 
 def _assign_splits(
     read: dict[str, list[Example]], fractions: list[float], seed: int
 ) -> list[list[Example]]:
     """Respect the splits the user gave; carve the missing ones from train, stratified and seeded."""
-    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
-        raise DataError(f"data.split must be three non-negative fractions summing to 1, got {fractions}")
     train = read["train"]
     if "validation" in read and "test" in read:
         return [train, read["validation"], read["test"]]
@@ -114,7 +116,7 @@ def stratified_split(
     """Split keeping each label's share in every part; the same seed always gives the same split."""
     by_label: dict[str, list[Example]] = defaultdict(list)
     for example in examples:
-        key = "|".join(example.label) if isinstance(example.label, list) else example.label
+        key = "|".join(example.labels)
         by_label[key].append(example)
     rng = random.Random(seed)
     parts: tuple[list[Example], list[Example], list[Example]] = ([], [], [])
@@ -132,23 +134,22 @@ def stratified_split(
     return parts
 
 
-def _label_set(example: Example) -> set[str]:
-    return set(example.label) if isinstance(example.label, list) else {example.label}
+def only_known_labels(examples: list[Example], known: set[str]) -> list[Example]:
+    """The examples whose every label is in ``known``."""
+    return [e for e in examples if set(e.labels) <= known]
 
 
-def _only_known_labels(examples: list[Example], train: list[Example]) -> list[Example]:
-    known = set().union(*(_label_set(e) for e in train))
-    return [e for e in examples if _label_set(e) <= known]
+def _cap(examples: list[Example], limit: int | None, seed: int) -> list[Example]:
+    """A seeded sample of ``limit`` rows (not the head of a possibly sorted file)."""
+    if limit is None or len(examples) <= limit:
+        return examples
+    return random.Random(seed).sample(examples, limit)
 
 
-def _cap(examples: list[Example], limit: int | None) -> list[Example]:
-    return examples if limit is None else examples[:limit]
-
-
-def _describe_sources(files: dict[str, Path]) -> dict[str, str]:
-    described = {split: str(path) for split, path in files.items()}
+def _describe_sources(files: dict[str, Path], builtin: str | None) -> dict[str, str]:
+    described = {split: builtin or str(path) for split, path in files.items()}
     for split in ("validation", "test"):
-        described.setdefault(split, f"seeded split of {files['train']}")
+        described.setdefault(split, f"seeded split of {described['train']}")
     return described
 
 

@@ -70,19 +70,24 @@ class PadCollator:
         return batch
 
 
-class LengthGroupedBatches(Sampler[list[int]]):
-    """Batches of similar-length examples in a random, seeded order that changes every epoch.
+class SeededBatches(Sampler[list[int]]):
+    """Batches of indices in an order that is a pure function of (seed, epoch); exact resume needs that.
 
-    Shuffle, cut into mega-batches of ``50 * batch_size``, sort each by length, cut into batches,
-    shuffle the batches: batches stay random in content and order, but padding all but disappears.
-    ``set_epoch`` makes each epoch's order a pure function of (seed, epoch), which exact resume needs.
+    Modes:
+        ``grouped`` (training default): shuffle, cut into mega-batches of ``50 * batch_size``, sort each
+        by length, cut into batches, shuffle the batches. Batches stay random in content and order,
+        but padding all but disappears.
+        ``random``: plain seeded shuffling (``train.group_by_length: false``).
+        ``sorted``: fully sorted by length, no randomness (evaluation and prediction).
     """
 
-    def __init__(self, lengths: list[int], batch_size: int, seed: int, shuffle: bool = True) -> None:
+    def __init__(self, lengths: list[int], batch_size: int, seed: int = 0, mode: str = "grouped") -> None:
+        if mode not in ("grouped", "random", "sorted"):
+            raise ValueError(f"unknown batching mode {mode!r}")
         self.lengths = lengths
         self.batch_size = batch_size
         self.seed = seed
-        self.shuffle = shuffle
+        self.mode = mode
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -90,31 +95,25 @@ class LengthGroupedBatches(Sampler[list[int]]):
 
     def _batches(self) -> list[list[int]]:
         order = list(range(len(self.lengths)))
-        if not self.shuffle:  # evaluation: fully sorted, least padding
+        if self.mode == "sorted":
             order.sort(key=lambda i: self.lengths[i])
-            return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+            return self._cut(order)
         rng = random.Random(self.seed * 100_003 + self.epoch)
         rng.shuffle(order)
+        if self.mode == "random":
+            return self._cut(order)
         mega = 50 * self.batch_size
         batches = []
         for start in range(0, len(order), mega):
-            chunk = sorted(order[start : start + mega], key=lambda i: self.lengths[i])
-            batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+            batches += self._cut(sorted(order[start : start + mega], key=lambda i: self.lengths[i]))
         rng.shuffle(batches)
         return batches
+
+    def _cut(self, order: list[int]) -> list[list[int]]:
+        return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
 
     def __iter__(self) -> Iterator[list[int]]:
         return iter(self._batches())
 
     def __len__(self) -> int:
         return (len(self.lengths) + self.batch_size - 1) // self.batch_size
-
-
-class RandomBatches(LengthGroupedBatches):
-    """Plain seeded shuffling (``train.group_by_length: false``), same epoch semantics."""
-
-    def _batches(self) -> list[list[int]]:
-        order = list(range(len(self.lengths)))
-        if self.shuffle:
-            random.Random(self.seed * 100_003 + self.epoch).shuffle(order)
-        return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]

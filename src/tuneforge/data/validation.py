@@ -8,25 +8,22 @@ MAX_SHOWN = 20
 _HINT = "Fix these rows, or set data.on_bad_rows: skip to train on the good rows only."
 
 
-def check_unseen_labels(train: list[Example], other: list[Example], split_name: str, file: str) -> list[Problem]:
-    """Report labels of another split that the training split never has: the model cannot learn them.
+def check_unseen_labels(known: set[str], other: list[Example], split_name: str, file: str) -> list[Problem]:
+    """Report labels the model cannot have learned: not among the training split's labels.
 
     Args:
-        train: The training examples.
-        other: The validation or test examples.
+        known: Every label of the training split (or of a trained model).
+        other: The validation, test or evaluation examples.
         split_name: Name of the other split (``"validation"``, ``"test"``), used in the message.
         file: The file the other split came from, as the user gave it.
 
     Returns:
         One problem per row and unseen label (a multi-label row can have several), kind ``"unseen_label"``.
     """
-    seen: set[str] = set()
-    for example in train:
-        seen.update(_labels(example))
     problems = []
     for example in other:
-        for label in _labels(example):
-            if label not in seen:
+        for label in example.labels:
+            if label not in known:
                 message = f"label {label!r} in the {split_name} split never appears in the training split"
                 problems.append(Problem(file, _location(example.source, file), "unseen_label", message))
     return problems
@@ -74,8 +71,7 @@ def summarize_skipped(problems: list[Problem]) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda item: -item[1]))  # stable: ties keep first-seen order
 
 
-def _labels(example: Example) -> list[str]:
-    return example.label if isinstance(example.label, list) else [example.label]
+
 
 
 def _location(source: str, file: str) -> str:
@@ -86,3 +82,8 @@ def _location(source: str, file: str) -> str:
 
 def _count(number: int, word: str) -> str:
     return f"{number:,} {word}{'' if number == 1 else 's'}"
+
+
+def count_bad_rows(problems: list[Problem]) -> int:
+    """Distinct rows with at least one problem (a row with two problems is one skipped row)."""
+    return len({(p.file, p.location) for p in problems if p.location is not None})

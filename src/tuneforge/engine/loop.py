@@ -42,10 +42,15 @@ def higher_is_better(metric: str) -> bool:
     return not any(word in metric for word in ("loss", "perplexity", "error"))
 
 
-def total_steps(config: Config, batches_per_epoch: int) -> int:
+def steps_per_epoch(batches_per_epoch: int, grad_accum: int) -> int:
+    """Optimizer steps in one epoch: Accelerate also steps on a short last accumulation window."""
+    return math.ceil(batches_per_epoch / grad_accum)
+
+
+def total_steps(config: Config, per_epoch: int) -> int:
     if config.train.max_steps is not None:
         return config.train.max_steps
-    return max(1, math.ceil(config.train.epochs * batches_per_epoch / config.train.grad_accum))
+    return max(1, math.ceil(config.train.epochs * per_epoch))
 
 
 def fit(
@@ -59,18 +64,18 @@ def fit(
 ) -> FitResult:
     """Train ``model`` in place; on return it holds the best weights seen on validation."""
     train = config.train
-    steps = total_steps(config, len(train_loader))
+    per_epoch = steps_per_epoch(len(train_loader), train.grad_accum)
+    steps = total_steps(config, per_epoch)
     optimizer = build_optimizer(model, train, head_prefixes)
     scheduler = build_scheduler(optimizer, train, steps)
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     tracker = _Tracker(config, accelerator, higher_is_better(config.eval.metric))
-    eval_every = len(train_loader) // train.grad_accum if config.eval.every == "epoch" else config.eval.every
-    eval_every = max(1, eval_every)
+    eval_every = per_epoch if config.eval.every == "epoch" else config.eval.every
 
     bar = tqdm(total=steps, desc="training", unit="step", disable=not config.output.progress, dynamic_ncols=True)
     start, samples, step, epoch, eval_seconds = time.perf_counter(), 0, 0, 0, 0.0
     while step < steps and not tracker.should_stop:
-        train_loader.batch_sampler.set_epoch(epoch) if hasattr(train_loader.batch_sampler, "set_epoch") else None
+        train_loader.set_epoch(epoch)  # Accelerate passes it on: each epoch gets its own seeded order
         model.train()
         for batch_index, batch in enumerate(train_loader):
             with accelerator.accumulate(model):
@@ -97,7 +102,7 @@ def fit(
                 eval_start = time.perf_counter()
                 tracker.log_eval(step, fraction, evaluate(model), model)
                 eval_seconds += _since(eval_start)
-                tqdm.write(_eval_line(tracker.history[-1]), file=sys.stderr)
+                tqdm.write(_eval_line(tracker.history[-1], config.eval.metric), file=sys.stderr)
                 model.train()
             if step >= steps or tracker.should_stop:
                 break
@@ -110,8 +115,9 @@ def fit(
                      seconds, eval_seconds, samples / seconds)
 
 
-def _eval_line(record: dict) -> str:
-    values = "  ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in record.items() if k.startswith("eval_"))
+def _eval_line(record: dict, metric: str) -> str:
+    shown = dict.fromkeys(["loss", "accuracy", "macro_f1", metric])
+    values = "  ".join(f"{k} {record[f'eval_{k}']:.4f}" for k in shown if f"eval_{k}" in record)
     return f"step {record['step']} (epoch {record['epoch']:.2f})  validation: {values}"
 
 
@@ -149,10 +155,6 @@ class _Tracker:
     def log_eval(self, step: int, epoch: float, metrics: dict[str, float], model: nn.Module) -> None:
         record = {"step": step, "epoch": round(epoch, 4)} | {f"eval_{k}": v for k, v in metrics.items()}
         self._record(record)
-        if self.metric not in metrics:
-            from tuneforge.errors import ConfigError
-
-            raise ConfigError(f"eval.metric '{self.metric}' is not computed; available: {', '.join(metrics)}")
         value = metrics[self.metric]
         if self.best_metric is None or (value > self.best_metric if self.higher_better else value < self.best_metric):
             self.best_metric, self.best_step, self.bad_evals = value, step, 0

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from torch import nn
 
 from tuneforge.config import FreezeConfig, LoraConfig, TopKConfig
+from tuneforge.errors import ConfigError
 from tuneforge.registry import Registry
 
 MethodFn = Callable[[nn.Module, object], nn.Module]
@@ -68,8 +69,6 @@ def transformer_layers(model: nn.Module) -> tuple[str, nn.ModuleList]:
 
 
 def _topk(model: nn.Module, method: TopKConfig) -> nn.Module:
-    from tuneforge.errors import ConfigError
-
     prefix, layers = transformer_layers(model)
     if not 1 <= method.k <= len(layers):
         raise ConfigError(f"method.k must be between 1 and {len(layers)} (the model's layer count), got {method.k}")
@@ -84,19 +83,30 @@ def _topk(model: nn.Module, method: TopKConfig) -> nn.Module:
     return _set_trainable(model, trains)
 
 
+# Measured on rt-sentences (see docs/benchmarks.md): all four attention projections beat PEFT's
+# query/value default at the same <1% budget. Other families fall back to PEFT's own mapping.
+_LORA_TARGETS = {"bert": ["query", "key", "value", "attention.output.dense"]}
+
+
 def _lora(model: nn.Module, method: LoraConfig) -> nn.Module:
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
 
+    targets = method.target_modules or _LORA_TARGETS.get(getattr(model.config, "model_type", ""))
     config = PeftLoraConfig(
         r=method.r,
         lora_alpha=method.alpha,
         lora_dropout=method.dropout,
-        target_modules=method.target_modules,
+        target_modules=targets,
         use_dora=method.dora,
         modules_to_save=head_module_names(model),
     )
-    return get_peft_model(model, config)
+    try:
+        return get_peft_model(model, config)
+    except ValueError as error:  # no module matched, or a module type LoRA can't wrap
+        linear = sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, nn.Linear)})
+        raise ConfigError(f"method.target_modules {targets}: {str(error).splitlines()[0]} "
+                          f"(this model's linear layers: {', '.join(linear)})") from None
 
 
 METHODS.register("full", "train every parameter (best accuracy, largest checkpoint)", _full)

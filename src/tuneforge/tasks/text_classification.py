@@ -18,20 +18,21 @@ from torch import nn
 from torch.utils.data import DataLoader
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from tuneforge.assets import resolve_model
+from tuneforge.assets import MODELS, resolve_model
+from tuneforge.assets.datasets import check_dataset_task
 from tuneforge.config import Config
 from tuneforge.data.readers import Example
 from tuneforge.data.splits import load_splits
 from tuneforge.data.text import (
-    LengthGroupedBatches,
     PadCollator,
-    RandomBatches,
+    SeededBatches,
     TokenizedTexts,
     encode_targets,
     tokenize,
 )
 from tuneforge.engine.loop import FitResult, fit
 from tuneforge.engine.setup import make_accelerator, seed_everything
+from tuneforge.errors import ConfigError, RegistryError
 from tuneforge.evaluation.metrics import classification_metrics, multilabel_metrics, tune_thresholds
 from tuneforge.methods import apply_method, count_parameters, head_module_names
 from tuneforge.runs import Run, create_run_dir, finish_run
@@ -51,15 +52,19 @@ class LabelSpace:
 def train(config: Config) -> Run:
     """Fine-tune a pretrained encoder on labelled text; returns the finished run."""
     seed_everything(config)
+    if config.data.dataset and not config.data.train_file:
+        check_dataset_task(config.data.dataset, config.task)
     splits = load_splits(config.data, config.seed)  # every row validated before any model loads
     labels = LabelSpace(splits.labels(), config.data.multi_label)
-    run_dir = create_run_dir(config)
+    check_metric(config.eval.metric, labels)
 
     tokenizer, model = build_model(config.model.name, labels)
+    _check_max_length(model, config.data.max_length)
     heads = tuple(head_module_names(model))
     model = apply_method(model, config.method)
     trainable, total = count_parameters(model)
     print(f"Trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)", file=sys.stderr)
+    run_dir = create_run_dir(config)  # only once set-up succeeded: no empty run folders for config mistakes
 
     datasets = {
         name: _dataset(rows, tokenizer, labels, config.data.max_length)
@@ -70,7 +75,7 @@ def train(config: Config) -> Run:
     pad_id = tokenizer.pad_token_id or 0
 
     def evaluate_validation(model: nn.Module) -> dict[str, float]:
-        probs = predict_probs(model, datasets["validation"], pad_id, config.eval.batch_size)
+        probs = predict_probs(model, datasets["validation"], pad_id, config.eval.batch_size, labels.multi_label)
         metrics = score(probs, datasets["validation"].targets, labels, thresholds=None)
         metrics["loss"] = _loss_from_probs(probs, datasets["validation"].targets, labels)
         return {k: v for k, v in metrics.items() if isinstance(v, float)}
@@ -86,18 +91,43 @@ def train(config: Config) -> Run:
     return finish_run(run_dir, config, splits, labels.names, evaluation, result.history, extras)
 
 
+def check_metric(metric: str, labels: LabelSpace) -> None:
+    """Refuse an unknown ``eval.metric`` before training, not at the first evaluation."""
+    names = list(labels.names[:2]) if len(labels.names) > 1 else ["a", "b"]
+    if labels.multi_label:
+        sample = multilabel_metrics(np.array([[1, 0], [0, 1]]), np.array([[1, 0], [0, 1]]), names)
+    else:
+        sample = classification_metrics([0, 1], [0, 1], names)
+    available = [k for k, v in sample.items() if isinstance(v, float)] + ["loss"]
+    if metric not in available:
+        raise ConfigError(f"eval.metric: unknown metric '{metric}'; available: {', '.join(available)}")
+
+
+def _check_max_length(model: nn.Module, max_length: int) -> None:
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and max_length > limit:
+        raise ConfigError(f"data.max_length {max_length} exceeds what the model can read ({limit} tokens)")
+
+
 def build_model(name: str, labels: LabelSpace) -> tuple:
     """Tokenizer and a sequence-classification model with a fresh head for ``labels``."""
+    if name in MODELS and MODELS.get(name).kind == "vision":
+        raise ConfigError(f"model.name: '{name}' is an image model; text classification needs a text model "
+                          f"(`tuneforge list models`)")
     path = resolve_model(name)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        path,
-        num_labels=len(labels.names),
-        id2label=dict(enumerate(labels.names)),
-        label2id={name: i for i, name in enumerate(labels.names)},
-        problem_type="multi_label_classification" if labels.multi_label else "single_label_classification",
-        ignore_mismatched_sizes=True,  # a checkpoint with another head (other labels) is a fine start
-    )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path,
+            num_labels=len(labels.names),
+            id2label=dict(enumerate(labels.names)),
+            label2id={name: i for i, name in enumerate(labels.names)},
+            problem_type="multi_label_classification" if labels.multi_label else "single_label_classification",
+            ignore_mismatched_sizes=True,  # a checkpoint with another head (other labels) is a fine start
+        )
+    except OSError as error:  # a hub id while offline, or a folder that is not a model
+        raise RegistryError(f"model '{name}' could not be loaded: {str(error).splitlines()[0]} "
+                            f"(registered models: `tuneforge list models`)") from None
     if tokenizer.pad_token_id is None:  # decoders (Llama...) ship no pad token
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -121,7 +151,8 @@ def make_loss(labels: LabelSpace, weight_targets: torch.Tensor | None):
 
     def loss_fn(model: nn.Module, batch: dict) -> torch.Tensor:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        return criterion(logits.float(), batch["labels"].to(logits.device))
+        # .to() is a no-op after the first call; the class weights follow the model to its device
+        return criterion.to(logits.device)(logits.float(), batch["labels"].to(logits.device))
 
     return loss_fn
 
@@ -135,21 +166,19 @@ def _dataset(rows: list[Example], tokenizer, labels: LabelSpace, max_length: int
 
 
 def _train_loader(dataset: TokenizedTexts, pad_id: int, config: Config) -> DataLoader:
-    sampler_cls = LengthGroupedBatches if config.train.group_by_length else RandomBatches
-    batches = sampler_cls(dataset.lengths(), config.train.batch_size, config.seed)
+    mode = "grouped" if config.train.group_by_length else "random"
+    batches = SeededBatches(dataset.lengths(), config.train.batch_size, config.seed, mode)
     return DataLoader(dataset, batch_sampler=batches, collate_fn=PadCollator(pad_id),
                       num_workers=config.train.num_workers)
 
 
 @torch.no_grad()
 def predict_probs(model: nn.Module, dataset: TokenizedTexts, pad_id: int, batch_size: int,
-                  multi_label: bool | None = None) -> np.ndarray:
+                  multi_label: bool) -> np.ndarray:
     """Class probabilities (N, L) in dataset order; batches sorted by length to skip padding."""
     was_training = model.training
     model.eval()
-    if multi_label is None:
-        multi_label = _is_multi_label(model)
-    batches = LengthGroupedBatches(dataset.lengths(), batch_size, seed=0, shuffle=False)
+    batches = SeededBatches(dataset.lengths(), batch_size, mode="sorted")
     loader = DataLoader(dataset, batch_sampler=batches, collate_fn=PadCollator(pad_id))
     device = next(model.parameters()).device
     out: np.ndarray | None = None
@@ -162,11 +191,6 @@ def predict_probs(model: nn.Module, dataset: TokenizedTexts, pad_id: int, batch_
         out[batch["index"].numpy()] = probs.cpu().numpy()
     model.train(was_training)
     return out if out is not None else np.zeros((0, 0), dtype=np.float32)
-
-
-def _is_multi_label(model: nn.Module) -> bool:
-    config = getattr(model, "config", None) or model.get_base_model().config
-    return config.problem_type == "multi_label_classification"
 
 
 # --------------------------------------------------------------------------- scoring
@@ -199,7 +223,7 @@ def _tuned_thresholds(model, validation: TokenizedTexts, pad_id: int, config: Co
                       labels: LabelSpace) -> list[float] | None:
     if not labels.multi_label:
         return None
-    probs = predict_probs(model, validation, pad_id, config.eval.batch_size)
+    probs = predict_probs(model, validation, pad_id, config.eval.batch_size, multi_label=True)
     return tune_thresholds(validation.targets.numpy().astype(int), probs)
 
 
@@ -208,7 +232,7 @@ def _final_metrics(model, datasets: dict[str, TokenizedTexts], pad_id: int, conf
     evaluation = {}
     for split in ("validation", "test"):
         if len(datasets[split]):
-            probs = predict_probs(model, datasets[split], pad_id, config.eval.batch_size)
+            probs = predict_probs(model, datasets[split], pad_id, config.eval.batch_size, labels.multi_label)
             evaluation[split] = score(probs, datasets[split].targets, labels, thresholds)
             evaluation[split]["loss"] = _loss_from_probs(probs, datasets[split].targets, labels)
     return evaluation
@@ -237,7 +261,7 @@ def save_model(model: nn.Module, tokenizer, folder: Path, config: Config, labels
     tokenizer.save_pretrained(folder)
     meta = {
         "task": "text_classification",
-        "base_model": config.model.name,
+        "base_model": _portable_model_name(config.model.name),
         "method": config.method.name,
         "adapter": hasattr(model, "peft_config"),
         "labels": labels.names,
@@ -246,5 +270,13 @@ def save_model(model: nn.Module, tokenizer, folder: Path, config: Config, labels
         "max_length": config.data.max_length,
         "text_column": config.data.text_column,
         "label_column": config.data.label_column,
+        "label_separator": config.data.label_separator,
     }
     (folder / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+
+def _portable_model_name(name: str) -> str:
+    """A registered name as is; a local folder as an absolute path, so reloading works from anywhere."""
+    if name not in MODELS and Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser().resolve())
+    return name

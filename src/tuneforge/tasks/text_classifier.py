@@ -10,10 +10,9 @@ import numpy as np
 from torch import nn
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from tuneforge.assets import resolve_model
 from tuneforge.data.text import TokenizedTexts, tokenize
 from tuneforge.runs import open_run
-from tuneforge.tasks.text_classification import META_FILE, LabelSpace, decide, predict_probs
+from tuneforge.tasks.text_classification import META_FILE, LabelSpace, build_model, decide, predict_probs
 
 
 @dataclass
@@ -40,9 +39,7 @@ class TextClassifier:
         if meta["adapter"]:
             from peft import PeftModel
 
-            base = AutoModelForSequenceClassification.from_pretrained(
-                resolve_model(meta["base_model"]), num_labels=len(meta["labels"])
-            )
+            _, base = build_model(meta["base_model"], LabelSpace(meta["labels"], meta["multi_label"]))
             model = PeftModel.from_pretrained(base, folder)
         else:
             model = AutoModelForSequenceClassification.from_pretrained(folder)
@@ -71,3 +68,10 @@ class TextClassifier:
         if self.meta["adapter"]:
             return self.model.merge_and_unload()
         return self.model
+
+    def save_merged(self, folder: Path) -> None:
+        """A plain HF folder that both transformers and ``tuneforge predict/eval`` load."""
+        self.merged().save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        meta = self.meta | {"adapter": False, "method": f"{self.meta['method']} (merged)"}
+        (folder / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")

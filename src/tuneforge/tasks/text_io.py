@@ -7,9 +7,11 @@ import json
 import time
 from pathlib import Path
 
-from tuneforge.data.readers import Example, read_columns, read_examples
-from tuneforge.data.validation import check_unseen_labels, format_problems
-from tuneforge.errors import DataError
+from tuneforge.data.readers import read_columns, read_examples
+from tuneforge.data.splits import only_known_labels
+from tuneforge.data.text import encode_targets
+from tuneforge.data.validation import check_unseen_labels, count_bad_rows, format_problems
+from tuneforge.errors import DataError, TuneforgeError
 from tuneforge.evaluation.plots import plot_confusion_matrix
 from tuneforge.evaluation.report import write_report
 from tuneforge.tasks.text_classification import score
@@ -17,8 +19,8 @@ from tuneforge.tasks.text_classifier import Prediction, TextClassifier
 
 
 def read_texts(path: Path, column: str) -> tuple[list[dict], list[str]]:
-    """Every row of a file and its texts; empty texts are an error naming the rows."""
-    columns, rows = read_columns(path, max_rows=None)
+    """Every row of a file and its texts; unreadable rows or empty texts are an error naming the rows."""
+    columns, rows = read_columns(path, max_rows=None, strict=True)
     if column not in columns:
         raise DataError(f"{path}: no column '{column}' (columns: {', '.join(columns)}); pass --text-column")
     empty = [i + 1 for i, row in enumerate(rows) if row.get(column) is None or not str(row[column]).strip()]
@@ -28,51 +30,59 @@ def read_texts(path: Path, column: str) -> tuple[list[dict], list[str]]:
     return rows, [str(row[column]) for row in rows]
 
 
+def check_output(out: Path, source: Path | None, force: bool) -> None:
+    """Never overwrite the input, nor (without --force) an existing file: nothing saved gets damaged."""
+    if out.suffix.lower() != ".csv":
+        raise TuneforgeError(f"--out {out}: predictions are written as CSV; use a .csv file name")
+    if source is not None and out.resolve() == source.resolve():
+        raise TuneforgeError(f"--out {out} is the input file; choose another name")
+    if out.exists() and not force:
+        raise TuneforgeError(f"{out} exists; pass --force to overwrite it")
+
+
 def write_predictions(out: Path, rows: list[dict], predictions: list[Prediction]) -> None:
     """The input rows plus ``predicted_label`` and one ``prob_<label>`` column per label, as CSV."""
     out.parent.mkdir(parents=True, exist_ok=True)
     labels = list(predictions[0].probabilities) if predictions else []
     fields = list(rows[0]) if rows else []
     header = fields + ["predicted_label"] + [f"prob_{label}" for label in labels]
-    tmp = out.with_name(out.name + ".partial")  # never leave a half-written file under the real name
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
+    partial = out.with_name(out.name + ".partial")  # never leave a half-written file under the real name
+    with partial.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         for row, prediction in zip(rows, predictions, strict=True):
             label = prediction.label if isinstance(prediction.label, str) else "|".join(prediction.label)
             probs = [f"{prediction.probabilities[name]:.6f}" for name in labels]
             writer.writerow([row.get(f) for f in fields] + [label] + probs)
-    tmp.replace(out)
+    partial.replace(out)
 
 
-def evaluate_file(model: TextClassifier, path: Path, out: str | None, text_column: str | None,
-                  label_column: str | None, on_bad_rows: str = "error") -> tuple[dict, Path]:
+def evaluate_file(model: TextClassifier, path: Path, out: Path | None, text_column: str | None,
+                  label_column: str | None, on_bad_rows: str = "error", force: bool = False) -> tuple[dict, Path]:
     """Score a trained run on new labelled data and write the same report as training does."""
     meta = model.meta
+    out_dir = out or _eval_dir(model, path)
+    if out is not None and (out / "report.md").exists() and not force:
+        raise TuneforgeError(f"{out} already holds a report; pass --force to overwrite it")
     result = read_examples(path, text_column or meta["text_column"], label_column or meta["label_column"],
-                           multi_label=meta["multi_label"])
-    known = [Example(text="", label=name, source="model") for name in meta["labels"]]
-    problems = result.problems + check_unseen_labels(known, result.examples, "evaluation", str(path))
+                           multi_label=meta["multi_label"], label_separator=meta.get("label_separator", "|"))
+    problems = result.problems + check_unseen_labels(set(meta["labels"]), result.examples, "evaluation", str(path))
     if problems and on_bad_rows == "error":
         raise DataError(format_problems(problems, result.total_rows))
-    names = set(meta["labels"])
-    examples = [e for e in result.examples if set(e.label if isinstance(e.label, list) else [e.label]) <= names]
+    examples = only_known_labels(result.examples, set(meta["labels"]))
     if not examples:
         raise DataError(f"{path}: no usable labelled rows to evaluate")
-
-    from tuneforge.data.text import encode_targets
 
     probs = model.predict_proba([e.text for e in examples])
     targets = encode_targets([e.label for e in examples], meta["labels"], meta["multi_label"])
     metrics = score(probs, targets, model.labels, meta.get("thresholds"))
-    out_dir = Path(out) if out else open_run_dir(model, path)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     images = {}
     if "confusion_matrix" in metrics:
         images["Confusion matrix"] = str(plot_confusion_matrix(metrics["confusion_matrix"], meta["labels"],
                                                                out_dir / "confusion_matrix.png"))
-    skipped = len(result.problems) + len(result.examples) - len(examples)
+    skipped = count_bad_rows(problems)
     notes = [f"{len(examples):,} rows evaluated from {path}."] + ([f"{skipped:,} bad rows skipped."] if skipped else [])
     write_report(out_dir / "report.md", title=f"Evaluation on {path.name}",
                  summary={"model": str(model.source), "data": str(path)}, metrics=metrics,
@@ -80,6 +90,7 @@ def evaluate_file(model: TextClassifier, path: Path, out: str | None, text_colum
     return metrics, out_dir
 
 
-def open_run_dir(model: TextClassifier, data: Path) -> Path:
+def _eval_dir(model: TextClassifier, data: Path) -> Path:
+    """A new folder beside the model: RUN/eval-<data>-<timestamp>."""
     run_dir = model.source.parent if model.source.name == "model" else model.source
     return run_dir / f"eval-{data.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
