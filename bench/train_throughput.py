@@ -71,7 +71,7 @@ def run_trainer(steps: int) -> dict:
     labels = {"negative": 0, "positive": 1}
     train = [{"input_ids": i, "labels": labels[r.label]} for i, r in zip(ids, splits.train, strict=True)]
     args = TrainingArguments(output_dir="/tmp/tuneforge-bench-trainer", per_device_train_batch_size=BATCH,
-                             learning_rate=LR, max_steps=steps, warmup_ratio=0.06, weight_decay=0.01,
+                             learning_rate=LR, max_steps=steps, warmup_steps=0.06, weight_decay=0.01,
                              lr_scheduler_type="linear", save_strategy="no", report_to=[], logging_steps=50,
                              seed=SEED, use_cpu=not torch.cuda.is_available(), disable_tqdm=True)
     trainer = Trainer(model=model, args=args, train_dataset=train,
@@ -90,7 +90,7 @@ def run_tuneforge(steps: int) -> dict:
         "name": "bench", "seed": SEED,
         "method": {"name": "full"},
         "data": {"max_length": MAX_LENGTH},
-        "train": {"max_steps": steps, "batch_size": BATCH, "lr": LR, "log_every": 50},
+        "train": {"max_steps": steps, "batch_size": BATCH, "lr": LR, "log_every": 50, "precision": "fp32"},
         "eval": {"every": 10**9},  # one evaluation, at the end (excluded from the timing)
         "output": {"dir": "/tmp/tuneforge-bench-runs", "progress": False, "tensorboard": False},
     }

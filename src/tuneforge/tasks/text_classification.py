@@ -84,8 +84,7 @@ def train(config: Config) -> Run:
                  accelerator, heads)
     model = accelerator.unwrap_model(model).eval()
 
-    thresholds = _tuned_thresholds(model, datasets["validation"], pad_id, config, labels)
-    evaluation = _final_metrics(model, datasets, pad_id, config, labels, thresholds)
+    evaluation, thresholds = _final_evaluation(model, datasets, pad_id, config, labels)
     save_model(model, tokenizer, run_dir / "model", config, labels, thresholds)
     extras = {"trainable_parameters": trainable, "total_parameters": total, "fit": _fit_summary(result)}
     return finish_run(run_dir, config, splits, labels.names, evaluation, result.history, extras)
@@ -93,11 +92,10 @@ def train(config: Config) -> Run:
 
 def check_metric(metric: str, labels: LabelSpace) -> None:
     """Refuse an unknown ``eval.metric`` before training, not at the first evaluation."""
-    names = list(labels.names[:2]) if len(labels.names) > 1 else ["a", "b"]
-    if labels.multi_label:
-        sample = multilabel_metrics(np.array([[1, 0], [0, 1]]), np.array([[1, 0], [0, 1]]), names)
+    if labels.multi_label:  # the metric names come from the metric functions themselves
+        sample = multilabel_metrics(np.eye(2, dtype=int), np.eye(2, dtype=int), ["a", "b"])
     else:
-        sample = classification_metrics([0, 1], [0, 1], names)
+        sample = classification_metrics([0, 1], [0, 1], ["a", "b"])
     available = [k for k, v in sample.items() if isinstance(v, float)] + ["loss"]
     if metric not in available:
         raise ConfigError(f"eval.metric: unknown metric '{metric}'; available: {', '.join(available)}")
@@ -219,23 +217,22 @@ def _loss_from_probs(probs: np.ndarray, targets: torch.Tensor, labels: LabelSpac
     return float(-np.log(p[np.arange(len(p)), targets.numpy()]).mean())
 
 
-def _tuned_thresholds(model, validation: TokenizedTexts, pad_id: int, config: Config,
-                      labels: LabelSpace) -> list[float] | None:
-    if not labels.multi_label:
-        return None
-    probs = predict_probs(model, validation, pad_id, config.eval.batch_size, multi_label=True)
-    return tune_thresholds(validation.targets.numpy().astype(int), probs)
-
-
-def _final_metrics(model, datasets: dict[str, TokenizedTexts], pad_id: int, config: Config, labels: LabelSpace,
-                   thresholds: list[float] | None) -> dict[str, dict]:
+def _final_evaluation(model, datasets: dict[str, TokenizedTexts], pad_id: int, config: Config,
+                      labels: LabelSpace) -> tuple[dict[str, dict], list[float] | None]:
+    """Metrics of the best model on validation and test; multi-label thresholds tuned on validation."""
+    probs = {
+        split: predict_probs(model, datasets[split], pad_id, config.eval.batch_size, labels.multi_label)
+        for split in ("validation", "test")
+        if len(datasets[split])
+    }
+    thresholds = None
+    if labels.multi_label:
+        thresholds = tune_thresholds(datasets["validation"].targets.numpy().astype(int), probs["validation"])
     evaluation = {}
-    for split in ("validation", "test"):
-        if len(datasets[split]):
-            probs = predict_probs(model, datasets[split], pad_id, config.eval.batch_size, labels.multi_label)
-            evaluation[split] = score(probs, datasets[split].targets, labels, thresholds)
-            evaluation[split]["loss"] = _loss_from_probs(probs, datasets[split].targets, labels)
-    return evaluation
+    for split, split_probs in probs.items():
+        evaluation[split] = score(split_probs, datasets[split].targets, labels, thresholds)
+        evaluation[split]["loss"] = _loss_from_probs(split_probs, datasets[split].targets, labels)
+    return evaluation, thresholds
 
 
 def _fit_summary(result: FitResult) -> dict:
