@@ -16,6 +16,7 @@ from tuneforge.errors import RunError
 from tuneforge.evaluation.metrics import label_distribution
 from tuneforge.evaluation.plots import plot_confusion_matrix, plot_label_distribution, plot_training_curves
 from tuneforge.evaluation.report import write_report
+from tuneforge.methods import describe_trainable
 
 
 @dataclass
@@ -108,7 +109,7 @@ def _summary(config: Config, extras: dict, splits) -> dict[str, str]:
         "task": config.task,
         "model": config.model.name,
         "method": config.method.name,
-        "trainable parameters": f"{trainable:,} of {total:,} ({100 * trainable / total:.2f}%)",
+        "trainable parameters": describe_trainable(trainable, total),
         "data": ", ".join(f"{k}: {v}" for k, v in splits.sources.items()),
         "examples": f"train {len(splits.train):,}, validation {len(splits.validation):,}, test {len(splits.test):,}",
         "optimizer steps": f"{fit['steps']:,} (best at step {fit['best_step']}"

@@ -3,22 +3,22 @@
 A bad row never stops a read: it becomes a :class:`Problem` naming the file, the line (or Parquet row)
 and what is wrong, so the user can fix every row in one pass. Only whole-file problems (missing file,
 wrong format, missing column) raise :class:`~tuneforge.errors.DataError`.
+
+Parsing the file formats themselves lives in :mod:`tuneforge.data.formats`; this module picks the format,
+checks the columns and turns the raw rows into :class:`Example` objects and :class:`Problem` entries.
 """
 
 from __future__ import annotations
 
-import csv
 import difflib
-import io
 import itertools
-import json
 import math
 import re
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuneforge.data.formats import Row, check_file, load_table, type_name
 from tuneforge.errors import DataError
 
 SUPPORTED_FORMATS: dict[str, str] = {
@@ -45,13 +45,6 @@ PROBLEM_KINDS: dict[str, str] = {
 PREVIEW_ROWS = 1000
 
 _FORMAT_ALIASES = {"json": "jsonl", "ndjson": "jsonl", "jsonlines": "jsonl", "pq": "parquet"}
-_FORMAT_NAMES = {"csv": "CSV", "tsv": "TSV", "jsonl": "JSON Lines", "parquet": "Parquet"}
-# Magic bytes of files people often mistake for text tables, with what to tell them.
-_BINARY_HINTS = (
-    (b"PAR1", "it looks like a Parquet file: name it .parquet or set data.format: parquet"),
-    (b"PK\x03\x04", "it looks like a zip or Excel file: export the sheet as CSV"),
-    (b"\x1f\x8b", "it looks gzip-compressed: decompress it first"),
-)
 # Undecodable bytes come back from errors="surrogateescape" as lone surrogates; JSON "\udXXX" escapes
 # can produce them too, and either would crash a tokenizer later.
 _SURROGATES = re.compile("[\ud800-\udfff]")
@@ -113,20 +106,6 @@ class ReadResult:
     examples: list[Example] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     total_rows: int = 0
-
-
-@dataclass(slots=True)
-class _Row:
-    number: int  # 1-based line (CSV/TSV/JSONL) or row (Parquet)
-    values: dict[str, Any] | None  # None when the row could not be parsed at all
-    problems: list[tuple[str, str]]  # (kind, message) found while parsing
-
-
-@dataclass
-class _Table:
-    columns: list[str]
-    rows: Iterable[_Row]  # a stream for CSV/TSV, so read it once
-    unit: str  # "line" or "row": what Problem.location counts
 
 
 @dataclass(frozen=True)
@@ -197,8 +176,8 @@ def read_examples(
     if multi_label and not label_separator:
         raise DataError("data.label_separator must not be empty when data.multi_label is true")
     path = Path(path)
-    _check_file(path)
-    table = _load_table(path, detect_format(path, fmt), wanted=(text_column, label_column), limit=None)
+    check_file(path)
+    table = load_table(path, detect_format(path, fmt), wanted=(text_column, label_column), limit=None)
     _check_columns(str(path), table.columns, text_column, label_column)
     spec = _Spec(str(path), table.unit, text_column, label_column, multi_label, label_separator)
     result = ReadResult()
@@ -230,182 +209,14 @@ def read_columns(
         DataError: The file is missing or unreadable, or is not in the expected format.
     """
     path = Path(path)
-    _check_file(path)
-    table = _load_table(path, detect_format(path, fmt), wanted=None, limit=max_rows)
+    check_file(path)
+    table = load_table(path, detect_format(path, fmt), wanted=None, limit=max_rows)
     parsed = list(itertools.islice(table.rows, max_rows))  # rows may be a generator: read it once
     broken = [f"{table.unit} {row.number}" for row in parsed if row.values is None]
     if strict and broken:
         more = f" and {len(broken) - 20} more" if len(broken) > 20 else ""
         raise DataError(f"{path}: unreadable rows at {', '.join(broken[:20])}{more}")
     return table.columns, [_preview_row(row.values, table.columns) for row in parsed if row.values is not None]
-
-
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise DataError(f"{path}: file not found (looked for {path.absolute()})")
-    if path.is_dir():
-        raise DataError(f"{path} is a directory; give the path of a data file inside it")
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as err:
-        raise DataError(f"{path}: cannot read the file ({err.strerror or err})") from None
-
-
-def _load_table(path: Path, fmt: str, wanted: tuple[str, ...] | None, limit: int | None) -> _Table:
-    if fmt == "parquet":
-        return _read_parquet(path, wanted, limit)
-    text = _read_text(path, fmt)
-    if fmt == "jsonl":
-        return _read_jsonl(str(path), text, limit)
-    return _read_delimited(str(path), text, "\t" if fmt == "tsv" else ",")
-
-
-def _read_text(path: Path, fmt: str) -> str:
-    """Decode a text file, keeping undecodable bytes as surrogates so they become row problems."""
-    data = _read_bytes(path)
-    expected = _FORMAT_NAMES[fmt]
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise DataError(f"{path} is not a valid {expected} file (it is UTF-16 encoded; save it as UTF-8)")
-    for magic, hint in _BINARY_HINTS:
-        if data.startswith(magic):
-            raise DataError(f"{path} is not a valid {expected} file ({hint})")
-    if b"\x00" in data:
-        raise DataError(f"{path} is not a valid {expected} file (it contains NUL bytes, so it looks binary)")
-    text = data.decode("utf-8-sig", errors="surrogateescape")  # -sig drops a leading BOM
-    if not text.strip():
-        raise DataError(f"{path}: file is empty")
-    return text
-
-
-def _read_delimited(file: str, text: str, delimiter: str) -> _Table:
-    records = _records(file, text, delimiter)
-    first = next(records, None)
-    if first is None:
-        raise DataError(f"{file}: file is empty")
-    header = first[1]
-    # Rows stream from the parser rather than pile up in a list: far fewer live objects for the GC to scan.
-    rows = (_delimited_row(number, header, fields, delimiter) for number, fields in records)
-    return _Table(header, rows, "line")
-
-
-def _records(file: str, text: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
-    """Yield (start line, fields) of each record that has data, header included."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    start, end, fields = 0, 0, []
-    try:
-        for fields in reader:
-            # line_num counts physical lines read so far, so a record starts right after the previous one.
-            start, end = end + 1, reader.line_num
-            if "".join(fields).strip():  # blank lines and rows of empty cells (spreadsheet exports) carry no data
-                yield start, fields
-    except csv.Error as err:
-        raise DataError(f"{file}, line {end + 1}: cannot parse the file ({err})") from None
-    _check_unclosed_quote(file, text, fields, start, end)
-
-
-def _delimited_row(number: int, header: list[str], fields: list[str], delimiter: str) -> _Row:
-    values = dict(zip(header, fields, strict=False))  # a short row simply lacks its last columns
-    problems = []
-    if len(fields) > len(header):
-        quote_hint = "a tab" if delimiter == "\t" else "','"
-        message = f"row has {len(fields)} fields, header has {len(header)} (quote fields that contain {quote_hint})"
-        problems.append(("field_count", message))
-    return _Row(number, values, problems)
-
-
-def _check_unclosed_quote(file: str, text: str, last_fields: list[str], start: int, end: int) -> None:
-    """Catch a quote that is never closed: the csv module silently reads the rest of the file as one value."""
-    last = last_fields[-1] if last_fields else ""
-    closed = text.rstrip().endswith('"')
-    if ("\n" in last or "\r" in last) and not closed:
-        raise DataError(
-            f"{file}, line {start}: a quoted field starts here but is never closed, so lines {start}-{end} "
-            'would be read as one value. Close the quote (write a quote inside a quoted field as "")'
-        )
-
-
-def _read_jsonl(file: str, text: str, limit: int | None) -> _Table:
-    columns: dict[str, None] = {}  # insertion-ordered union of the keys of all objects
-    rows: list[_Row] = []
-    good = 0
-    for number, line in enumerate(text.split("\n"), start=1):  # JSON strings cannot hold a raw "\n"
-        if not line.strip():
-            continue
-        values, error = _parse_json_line(line)
-        if values is None:
-            rows.append(_Row(number, None, [("bad_json", error)]))
-            continue
-        columns.update(dict.fromkeys(values))
-        rows.append(_Row(number, values, []))
-        good += 1
-        if limit is not None and good >= limit:
-            break
-    _check_mostly_json(file, text, rows, good)
-    return _Table(list(columns), rows, "line")
-
-
-def _parse_json_line(line: str) -> tuple[dict[str, Any] | None, str]:
-    try:
-        value = json.loads(line)
-    except json.JSONDecodeError as err:
-        return None, f"not a JSON object ({err.msg} at column {err.colno})"
-    except RecursionError:
-        return None, "not a JSON object (nested too deeply)"
-    if not isinstance(value, dict):
-        return None, f"not a JSON object (found {_type_name(value)})"
-    return value, ""
-
-
-def _check_mostly_json(file: str, text: str, rows: list[_Row], good: int) -> None:
-    """A few bad lines are row problems; a file of mostly bad lines is simply not JSON Lines."""
-    bad = len(rows) - good
-    if bad <= good:
-        return
-    if text.lstrip().startswith("["):
-        reason = "it holds a JSON array; write one JSON object per line instead"
-    else:
-        first = next(row for row in rows if row.values is None)
-        reason = f"{bad} of {len(rows)} lines are not JSON objects; line {first.number}: {first.problems[0][1]}"
-    raise DataError(
-        f"{file} is not a valid JSON Lines file ({reason}). "
-        'Each line must hold one JSON object, like {"text": "...", "label": "..."}'
-    )
-
-
-def _read_parquet(path: Path, wanted: tuple[str, ...] | None, limit: int | None) -> _Table:
-    import pyarrow as pa  # imported here so that reading CSV does not pay for pyarrow
-    import pyarrow.parquet as pq
-
-    try:
-        parquet = pq.ParquetFile(path)
-        names = list(parquet.schema_arrow.names)
-        if limit is not None:
-            batch = next(parquet.iter_batches(batch_size=max(limit, 1)), None)
-            records = batch.to_pylist() if batch is not None else []
-            rows = [_Row(number, values, []) for number, values in enumerate(records[:limit], start=1)]
-            return _Table(names, rows, "row")
-        columns = names if wanted is None else [name for name in dict.fromkeys(wanted) if name in names]
-        table = parquet.read(columns=columns)
-        values = [_column_values(table.column(name), pa) for name in columns]
-    except (pa.ArrowException, OSError, ValueError) as err:
-        raise DataError(f"{path} is not a valid Parquet file ({err})") from None
-    rows = [
-        _Row(number, dict(zip(columns, record, strict=True)), [])
-        for number, record in enumerate(zip(*values, strict=True), start=1)
-    ]
-    return _Table(names, rows, "row")
-
-
-def _column_values(column: Any, pa: Any) -> list[Any]:
-    try:
-        return column.to_pylist()
-    except UnicodeDecodeError:
-        # Writers do not always check that Arrow strings are UTF-8: take the raw bytes so that only
-        # the bad rows become problems.
-        return column.cast(pa.large_binary()).to_pylist()
 
 
 def _preview_row(values: dict[str, Any], columns: list[str]) -> dict[str, Any]:
@@ -472,7 +283,7 @@ def _header_hint(columns: list[str]) -> str | None:
     return None
 
 
-def _row_to_example(row: _Row, spec: _Spec) -> tuple[Example | None, list[Problem]]:
+def _row_to_example(row: Row, spec: _Spec) -> tuple[Example | None, list[Problem]]:
     found = row.problems
     text: str | None = None
     label: str | list[str] | None = None
@@ -498,7 +309,7 @@ def _convert_text(value: Any, column: str) -> tuple[str | None, tuple[str, str] 
     if _is_null(value):
         return None, ("empty_text", f"text is missing (null) in column {column!r}")
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        return None, ("wrong_type", f"text in column {column!r} is {_type_name(value)}, not a string")
+        return None, ("wrong_type", f"text in column {column!r} is {type_name(value)}, not a string")
     text = value if isinstance(value, str) else _scalar_to_str(value)
     if not text.strip():
         detail = "" if not text else " (only whitespace)"
@@ -528,7 +339,7 @@ def _convert_label(value: Any, spec: _Spec) -> tuple[str | list[str] | None, tup
             )
         return _label_list(value, column)
     if isinstance(value, dict):
-        return None, ("wrong_type", f"label in column {column!r} is {_type_name(value)}, not a string or number")
+        return None, ("wrong_type", f"label in column {column!r} is {type_name(value)}, not a string or number")
     label = _scalar_to_str(value)
     if _SURROGATES.search(label):
         return None, _not_utf8(column)
@@ -549,7 +360,7 @@ def _label_list(items: list[Any] | tuple[Any, ...], column: str) -> tuple[list[s
         if _is_null(item):
             continue
         if isinstance(item, list | tuple | dict):
-            return None, ("wrong_type", f"label list in column {column!r} contains {_type_name(item)}")
+            return None, ("wrong_type", f"label list in column {column!r} contains {type_name(item)}")
         label = _scalar_to_str(item).strip()
         if _SURROGATES.search(label):
             return None, _not_utf8(column)
@@ -573,16 +384,3 @@ def _is_null(value: Any) -> bool:
 
 def _not_utf8(column: str) -> tuple[str, str]:
     return "not_utf8", f"bytes that are not UTF-8 in column {column!r} (is the file saved as UTF-8?)"
-
-
-def _type_name(value: Any) -> str:
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list | tuple):
-        return "a list"
-    if isinstance(value, bool):
-        return "a boolean"
-    if value is None:
-        return "null"
-    name = type(value).__name__
-    return f"an {name}" if name[0] in "aeiou" else f"a {name}"

@@ -31,6 +31,12 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return trainable, sum(p.numel() for p in model.parameters())
 
 
+def describe_trainable(trainable: int, total: int) -> str:
+    """'770 of 22,713,986 (0.0034%)': enough digits that a linear probe doesn't read as 0.00%."""
+    share = 100 * trainable / total
+    return f"{trainable:,} of {total:,} ({share:.1f}%)" if share >= 1 else f"{trainable:,} of {total:,} ({share:.2g}%)"
+
+
 def head_module_names(model: nn.Module) -> list[str]:
     """Top-level modules outside the pretrained backbone (``classifier``, ``score``...): the new head."""
     base = getattr(model, "base_model", model)

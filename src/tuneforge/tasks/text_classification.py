@@ -34,7 +34,7 @@ from tuneforge.engine.loop import FitResult, fit
 from tuneforge.engine.setup import make_accelerator, seed_everything
 from tuneforge.errors import ConfigError, RegistryError
 from tuneforge.evaluation.metrics import classification_metrics, multilabel_metrics, tune_thresholds
-from tuneforge.methods import apply_method, count_parameters, head_module_names
+from tuneforge.methods import apply_method, count_parameters, describe_trainable, head_module_names
 from tuneforge.runs import Run, create_run_dir, finish_run
 
 META_FILE = "tuneforge.json"
@@ -63,7 +63,7 @@ def train(config: Config) -> Run:
     heads = tuple(head_module_names(model))
     model = apply_method(model, config.method)
     trainable, total = count_parameters(model)
-    print(f"Trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)", file=sys.stderr)
+    print(f"Trainable parameters: {describe_trainable(trainable, total)}", file=sys.stderr)
     run_dir = create_run_dir(config)  # only once set-up succeeded: no empty run folders for config mistakes
 
     datasets = {
