@@ -9,8 +9,13 @@ from tuneforge.config import Config, apply_overrides, config_from_dict, load_con
 from tuneforge.runs import Run, open_run
 
 
-def train(config: Config | dict | str | Path | None = None, overrides: list[str] | None = None) -> Run:
-    """Run the task a config describes: a ``Config``, a dict, a YAML path, or None for the quickstart."""
+def train(config: Config | dict | str | Path | None = None, overrides: list[str] | None = None,
+          resume: str | Path | None = None, resume_force: bool = False) -> Run:
+    """Run the task a config describes: a ``Config``, a dict, a YAML path, or None for the quickstart.
+
+    ``resume``: "latest" (the newest run of this config), a run directory or a checkpoint folder to
+    continue from exactly; ``resume_force`` continues even when the config changed what exactness needs.
+    """
     if isinstance(config, Config):
         config = config.to_dict()
     if isinstance(config, dict):
@@ -19,7 +24,7 @@ def train(config: Config | dict | str | Path | None = None, overrides: list[str]
         config = load_config(config, overrides)
     from tuneforge.tasks import recipe_for
 
-    return recipe_for(config.task)(config)
+    return recipe_for(config.task)(config, resume=resume, resume_force=resume_force)
 
 
 def load(run_dir: str | Path):

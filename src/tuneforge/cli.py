@@ -56,7 +56,7 @@ def _train(args: argparse.Namespace) -> int:
     from tuneforge.config import load_config
 
     config = load_config(args.config, args.overrides)
-    _report_run(train(config))
+    _report_run(train(config, resume=args.resume, resume_force=args.resume_force))
     return 0
 
 
@@ -208,6 +208,11 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train from a YAML config")
     p.add_argument("config", help="YAML config file (see configs/)")
     p.add_argument("overrides", nargs="*", help=overrides_help)
+    p.add_argument("--resume", nargs="?", const="latest", metavar="RUN_OR_CHECKPOINT",
+                   help="continue exactly from the latest intact checkpoint (of the newest run of this config, "
+                        "or of the given run directory / checkpoint folder)")
+    p.add_argument("--resume-force", action="store_true",
+                   help="resume even if the config changed data, model, method or batch settings")
     p.set_defaults(handler=_train)
 
     p = sub.add_parser("quickstart", help="the main job: LoRA on minilm-l6 over rt-sentences, a few minutes on CPU")

@@ -24,8 +24,8 @@ from tuneforge.errors import ConfigError
 
 
 def _field(default: Any, help: str, **kwargs: Any) -> Any:
-    if isinstance(default, list | dict):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help}, **kwargs)
+    if isinstance(default, list | dict) or dataclasses.is_dataclass(default):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help}, **kwargs)
     return field(default=default, metadata={"help": help}, **kwargs)
 
 
@@ -59,6 +59,14 @@ class ModelConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    every: int | None = _field(
+        None, "Also checkpoint every N optimizer steps; null = only at each evaluation (always done)."
+    )
+    keep_last: int = _field(2, "Keep this many most recent checkpoints, plus the best one.")
+
+
+@dataclass
 class TrainConfig:
     epochs: float = _field(3, "Passes over the training data (fractions allowed).")
     max_steps: int | None = _field(None, "Stop after this many optimizer steps (overrides epochs).")
@@ -79,6 +87,10 @@ class TrainConfig:
     group_by_length: bool = _field(True, "Batch texts of similar length together so short texts skip padding.")
     log_every: int = _field(10, "Log loss and learning rate every N optimizer steps.")
     num_workers: int = _field(0, "DataLoader worker processes (0 = main process; tokenization is done upfront).")
+    on_nonfinite: Literal["stop", "skip_batch"] = _field(
+        "stop", "A NaN/inf loss or gradient: `stop` names the step and rows; `skip_batch` skips and counts it."
+    )
+    checkpoint: CheckpointConfig = _field(CheckpointConfig(), "Checkpoints for exact resume.")
 
 
 @dataclass
@@ -220,6 +232,9 @@ def _check_ranges(config: Config, source: str) -> None:
         ("train.max_grad_norm", t.max_grad_norm, t.max_grad_norm is None or t.max_grad_norm > 0, "positive"),
         ("train.log_every", t.log_every, t.log_every >= 1, "at least 1"),
         ("train.num_workers", t.num_workers, t.num_workers >= 0, "not negative"),
+        ("train.checkpoint.every", t.checkpoint.every, t.checkpoint.every is None or t.checkpoint.every >= 1,
+         "at least 1 (or null)"),
+        ("train.checkpoint.keep_last", t.checkpoint.keep_last, t.checkpoint.keep_last >= 1, "at least 1"),
         ("data.max_length", d.max_length, d.max_length >= 2, "at least 2"),
         ("data.max_examples", d.max_examples, d.max_examples is None or d.max_examples >= 1, "at least 1"),
         ("data.split", d.split, _valid_split(d.split), "three fractions >= 0 summing to 1, train > 0"),
@@ -310,9 +325,9 @@ def _build(cls: type, raw: Any, source: str, prefix: str) -> Any:
             raise ConfigError(f"{source}: unknown key '{prefix}{key}'{owner}{_suggest(str(key), fields)}")
     values = {}
     for key, value in raw.items():
-        section = _SECTION_TYPES.get(key) if cls is Config else None
-        if section is not None:
-            values[key] = _build(section, value if value is not None else {}, source, f"{key}.")
+        section = _SECTION_TYPES.get(key) if cls is Config else hints[key]
+        if dataclasses.is_dataclass(section):
+            values[key] = _build(section, value if value is not None else {}, source, f"{prefix}{key}.")
         else:
             values[key] = _coerce(value, hints[key], f"{prefix}{key}", source)
     return cls(**values)
@@ -408,7 +423,13 @@ def describe_fields() -> list[tuple[str, str, str, str]]:
 
 def _describe_class(cls: type, prefix: str) -> list[tuple[str, str, str, str]]:
     hints = typing.get_type_hints(cls)
-    return [_describe(f, prefix, hints[f.name]) for f in dataclasses.fields(cls)]
+    rows = []
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            rows.extend(_describe_class(hints[f.name], f"{prefix}{f.name}."))
+        else:
+            rows.append(_describe(f, prefix, hints[f.name]))
+    return rows
 
 
 def _describe(f: dataclasses.Field, prefix: str, hint: Any) -> tuple[str, str, str, str]:
@@ -433,3 +454,14 @@ def config_markdown() -> str:
         cells = [f"`{key}`", kind, f"`{default}`", help_text]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``: the dotted keys users write as overrides."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

@@ -11,7 +11,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tuneforge.config import Config, load_config, save_config
+from tuneforge.config import Config, flatten, load_config, save_config
+from tuneforge.engine.checkpoint import Checkpoint, find_checkpoints
 from tuneforge.errors import RunError
 from tuneforge.evaluation.metrics import label_distribution
 from tuneforge.evaluation.plots import plot_confusion_matrix, plot_label_distribution, plot_training_curves
@@ -54,6 +55,45 @@ def create_run_dir(config: Config) -> Path:
     except OSError as error:
         raise RunError(f"cannot write the run directory {run_dir}: {error.strerror} (check output.dir)") from None
     return run_dir
+
+
+# Changing these does not break exactness of a resumed run (more epochs, other logging).
+_RESUME_FREE = ("output.", "train.epochs", "train.max_steps", "train.log_every", "train.checkpoint.",
+                "eval.early_stopping_patience", "train.num_workers")
+
+
+def find_resume_point(config: Config, resume: str | Path, force: bool = False) -> tuple[Path, Checkpoint]:
+    """The run directory and checkpoint to continue from: ``latest`` run of this config, a run or a checkpoint.
+
+    Raises:
+        RunError: no intact checkpoint, or a config that changes what exact resume depends on.
+    """
+    if str(resume) == "latest":
+        candidates = sorted(Path(config.output.dir).glob(f"{config.name}-*"), key=lambda p: p.name, reverse=True)
+        run_dirs = [p for p in candidates if (p / "checkpoints").is_dir()]
+        if not run_dirs:
+            raise RunError(f"nothing to resume: no run of '{config.name}' with checkpoints in {config.output.dir}")
+        run_dir, wanted = run_dirs[0], None
+    else:
+        path = Path(resume)
+        is_checkpoint = (path / "state.json").exists() or path.name.startswith("step-")
+        run_dir, wanted = (path.parent.parent, path) if is_checkpoint else (path, None)
+    checkpoints = find_checkpoints(run_dir / "checkpoints") if (run_dir / "checkpoints").is_dir() else []
+    if wanted is not None:
+        checkpoints = [c for c in checkpoints if c.path == wanted]
+    if not checkpoints:
+        raise RunError(f"{resume}: no intact checkpoint to resume from in {run_dir}")
+    _check_same_run(config, checkpoints[0].state["config"], force)
+    return run_dir, checkpoints[0]
+
+
+def _check_same_run(config: Config, saved: dict, force: bool) -> None:
+    now, before = flatten(config.to_dict()), flatten(saved)
+    changed = [f"{key}: {before.get(key)!r} -> {now.get(key)!r}" for key in sorted(set(now) | set(before))
+               if now.get(key) != before.get(key) and not key.startswith(_RESUME_FREE)]
+    if changed and not force:
+        raise RunError("the config differs from the checkpoint's in ways that break an exact resume:\n  "
+                       + "\n  ".join(changed) + "\nrevert them, or pass --resume-force to continue anyway")
 
 
 def open_run(path: str | Path) -> Path:

@@ -54,3 +54,26 @@ def test_best_weights_restored():
     result = fit(model, loader(), lambda m, b: -m.weight.sum(), evaluate, cfg, make_accelerator(cfg, None))
     assert result.best_step == 5
     assert -abs(model.weight.item() - 0.8) == result.best_metric
+
+
+def test_nonfinite_batch_skipped_and_counted_or_stops_naming_rows():
+    import pytest
+
+    from tuneforge.engine.loop import NonFiniteLoss
+
+    def poisoned(model, batch):  # one row (index 7) gives a NaN loss, as a corrupt example would
+        loss = (model.weight**2).sum()
+        return loss * float("nan") if 7 in batch["index"].tolist() else loss
+
+    cfg = config_from_dict({"train": {"epochs": 2, "on_nonfinite": "skip_batch", "warmup_ratio": 0.0},
+                            "eval": {"metric": "score"}, "output": {"progress": False, "tensorboard": False}})
+    model = Scorer()
+    result = fit(model, loader(), poisoned, lambda m: {"score": 0.0}, cfg, make_accelerator(cfg, None))
+    # the step budget counts applied updates: skipped batches are made up from the next epoch
+    assert result.nonfinite_skipped >= 2 and result.steps == 10
+    assert torch.isfinite(model.weight).all()
+
+    cfg = config(epochs=1)
+    rows = lambda indices: [f"data.csv:{i + 2}" for i in indices]  # noqa: E731
+    with pytest.raises(NonFiniteLoss, match=r"at step \d+, batch rows: .*data.csv:9"):
+        fit(Scorer(), loader(), poisoned, lambda m: {"score": 0.0}, cfg, make_accelerator(cfg, None), row_ids=rows)

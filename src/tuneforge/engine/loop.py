@@ -8,10 +8,13 @@ clipping, periodic evaluation, early stopping, best-weights selection, logging a
 from __future__ import annotations
 
 import math
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from accelerate import Accelerator
@@ -20,7 +23,9 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from tuneforge.config import Config
+from tuneforge.engine.checkpoint import Checkpoint, find_checkpoints, load_checkpoint, prune, save_checkpoint
 from tuneforge.engine.optim import build_optimizer, build_scheduler
+from tuneforge.errors import RunError, TuneforgeError
 
 LossFn = Callable[[nn.Module, dict], torch.Tensor]
 EvaluateFn = Callable[[nn.Module], dict[str, float]]
@@ -36,6 +41,7 @@ class FitResult:
     train_seconds: float = 0.0  # optimisation only: evaluation time is counted apart
     eval_seconds: float = 0.0
     samples_per_second: float = 0.0
+    nonfinite_skipped: int = 0
 
 
 def higher_is_better(metric: str) -> bool:
@@ -61,58 +67,201 @@ def fit(
     config: Config,
     accelerator: Accelerator,
     head_prefixes: tuple[str, ...] = (),
+    run_dir: Path | None = None,
+    resume: Checkpoint | None = None,
+    row_ids: Callable[[list[int]], list[str]] | None = None,
 ) -> FitResult:
-    """Train ``model`` in place; on return it holds the best weights seen on validation."""
+    """Train ``model`` in place; on return it holds the best weights seen on validation.
+
+    With ``run_dir``, checkpoints go to ``run_dir/checkpoints`` at each evaluation (and every
+    ``train.checkpoint.every`` steps); ``resume`` continues from one exactly where it left off.
+    """
     train = config.train
     per_epoch = steps_per_epoch(len(train_loader), train.grad_accum)
     steps = total_steps(config, per_epoch)
     optimizer = build_optimizer(model, train, head_prefixes)
     scheduler = build_scheduler(optimizer, train, steps)
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
-    tracker = _Tracker(config, accelerator, higher_is_better(config.eval.metric))
+    run = _Run(model, optimizer, scheduler, accelerator, config, run_dir)
+    if resume is not None:
+        run.restore(resume, len(train_loader))
     eval_every = per_epoch if config.eval.every == "epoch" else config.eval.every
+    describe_rows = row_ids or (lambda indices: [str(i) for i in indices])
 
-    bar = tqdm(total=steps, desc="training", unit="step", disable=not config.output.progress, dynamic_ncols=True)
-    start, samples, step, epoch, eval_seconds = time.perf_counter(), 0, 0, 0, 0.0
-    while step < steps and not tracker.should_stop:
-        train_loader.set_epoch(epoch)  # Accelerate passes it on: each epoch gets its own seeded order
-        model.train()
-        for batch_index, batch in enumerate(train_loader):
-            with accelerator.accumulate(model):
-                loss = loss_fn(model, batch)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and train.max_grad_norm is not None:
-                    accelerator.clip_grad_norm_(model.parameters(), train.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            samples += batch["input_ids"].shape[0]
-            tracker.add_loss(loss.detach())
-            if not accelerator.sync_gradients:
-                continue
-            step += 1
-            bar.update(1)
-            fraction = epoch + (batch_index + 1) / len(train_loader)
-            if step % train.log_every == 0 or step == steps:
-                speed = samples / (_since(start) - eval_seconds)
-                record = tracker.log_train(step, fraction, scheduler.get_last_lr()[0], speed)
-                bar.set_postfix(loss=f"{record['train_loss']:.4f}", lr=f"{record['lr']:.2e}",
-                                samples_s=f"{record['samples_per_second']:.1f}")
-            if step % eval_every == 0 or step == steps:
-                eval_start = time.perf_counter()
-                tracker.log_eval(step, fraction, evaluate(model), model)
-                eval_seconds += _since(eval_start)
-                tqdm.write(_eval_line(tracker.history[-1], config.eval.metric), file=sys.stderr)
-                model.train()
-            if step >= steps or tracker.should_stop:
-                break
-        epoch += 1
+    bar = tqdm(total=steps, initial=run.step, desc="training", unit="step", disable=not config.output.progress,
+               dynamic_ncols=True)
+    with _StopOnInterrupt() as interrupt:
+        while run.step < steps and not run.tracker.should_stop:
+            train_loader.set_epoch(run.epoch)  # Accelerate passes it on: each epoch gets its own seeded order
+            model.train()
+            for batch_index, batch in enumerate(train_loader):
+                if batch_index < run.skip_batches:  # resuming mid-epoch: these were trained on already
+                    continue
+                with accelerator.accumulate(model):
+                    loss = loss_fn(model, batch)
+                    finite = _backward_if_finite(loss, model, accelerator, train)
+                    if finite:
+                        optimizer.step()
+                        scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                if not finite:
+                    run.nonfinite(describe_rows(batch["index"].tolist()))
+                    continue
+                run.samples += batch["input_ids"].shape[0]
+                run.tracker.add_loss(loss.detach())
+                if not accelerator.sync_gradients:
+                    continue
+                run.step += 1
+                bar.update(1)
+                fraction = run.epoch + (batch_index + 1) / len(train_loader)
+                if run.step % train.log_every == 0 or run.step == steps:
+                    record = run.tracker.log_train(run.step, fraction, scheduler.get_last_lr()[0], run.speed())
+                    bar.set_postfix(loss=f"{record['train_loss']:.4f}", lr=f"{record['lr']:.2e}",
+                                    samples_s=f"{record['samples_per_second']:.1f}")
+                evaluated = run.step % eval_every == 0 or run.step == steps
+                if evaluated:
+                    run.evaluate(evaluate, fraction)
+                    model.train()
+                every = train.checkpoint.every
+                if evaluated or (every and run.step % every == 0) or interrupt.requested:
+                    run.checkpoint(batch_index + 1)
+                if interrupt.requested:
+                    raise TrainingInterrupted(run.step, run_dir)
+                if run.step >= steps or run.tracker.should_stop:
+                    break
+            run.epoch += 1
+            run.skip_batches = 0
     bar.close()
-    seconds = _since(start) - eval_seconds
-    tracker.restore_best(model)
-    accelerator.end_training()
-    return FitResult(tracker.history, step, tracker.best_step, tracker.best_metric, tracker.should_stop,
-                     seconds, eval_seconds, samples / seconds)
+    return run.finish()
+
+
+class TrainingInterrupted(TuneforgeError):
+    """Ctrl-C: the current step finished and a checkpoint was written."""
+
+    exit_code = 130
+
+    def __init__(self, step: int, run_dir: Path | None) -> None:
+        where = f"; resume with: tuneforge train {run_dir}/config.yaml --resume {run_dir}" if run_dir else ""
+        super().__init__(f"interrupted after step {step}, checkpoint written{where}")
+
+
+class NonFiniteLoss(TuneforgeError):
+    """A NaN or infinite loss/gradient with ``train.on_nonfinite: stop``."""
+
+
+def _backward_if_finite(loss: torch.Tensor, model: nn.Module, accelerator: Accelerator, train) -> bool:
+    """Backward and clip; False (nothing applied) when the loss or the gradient norm is not finite."""
+    if not torch.isfinite(loss):
+        return False
+    accelerator.backward(loss)
+    if not accelerator.sync_gradients:
+        return True
+    limit = train.max_grad_norm if train.max_grad_norm is not None else float("inf")
+    norm = accelerator.clip_grad_norm_(model.parameters(), limit)
+    return bool(torch.isfinite(norm))
+
+
+class _StopOnInterrupt:
+    """Turns the first Ctrl-C into a request honoured after the current step; a second one stops at once."""
+
+    def __enter__(self) -> _StopOnInterrupt:
+        self.requested = False
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping after this step and writing a checkpoint (Ctrl-C again to stop now)", file=sys.stderr)
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+class _Run:
+    """The mutable state of one training run: position, counters, tracker, checkpoints."""
+
+    def __init__(self, model, optimizer, scheduler, accelerator: Accelerator, config: Config,
+                 run_dir: Path | None) -> None:
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.accelerator = accelerator
+        self.config = config
+        self.checkpoints = run_dir / "checkpoints" if run_dir is not None else None
+        self.tracker = _Tracker(config, accelerator, higher_is_better(config.eval.metric))
+        self.step = self.epoch = self.skip_batches = self.samples = self.nonfinite_skipped = 0
+        self.start = time.perf_counter()
+        self.eval_seconds = 0.0
+
+    def speed(self) -> float:
+        return self.samples / max(_since(self.start) - self.eval_seconds, 1e-9)
+
+    def evaluate(self, evaluate: EvaluateFn, fraction: float) -> None:
+        started = time.perf_counter()
+        self.tracker.log_eval(self.step, fraction, evaluate(self.model), self.model)
+        self.eval_seconds += _since(started)
+        tqdm.write(_eval_line(self.tracker.history[-1], self.config.eval.metric), file=sys.stderr)
+
+    def nonfinite(self, rows: list[str]) -> None:
+        if self.config.train.on_nonfinite == "skip_batch":
+            self.nonfinite_skipped += 1
+            return
+        last = find_checkpoints(self.checkpoints) if self.checkpoints else []
+        good = f"last good checkpoint: {last[0].path}" if last else "no checkpoint written yet"
+        shown = ", ".join(rows[:10]) + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
+        raise NonFiniteLoss(f"non-finite loss or gradient at step {self.step + 1}, batch rows: {shown}; {good}. "
+                            "Lower train.lr, check these rows, or set train.on_nonfinite: skip_batch")
+
+    def checkpoint(self, batches_done: int) -> None:
+        if self.checkpoints is None or not self.accelerator.is_main_process:
+            return
+        state = {
+            "step": self.step, "epoch": self.epoch, "batches_done": batches_done, "samples": self.samples,
+            "nonfinite_skipped": self.nonfinite_skipped, "config": self.config.to_dict(),
+        } | self.tracker.state()
+        weights = _trainable_state(self.accelerator.unwrap_model(self.model))
+        save_checkpoint(self.checkpoints, weights, self.optimizer.state_dict(), self.scheduler.state_dict(), state)
+        prune(self.checkpoints, self.config.train.checkpoint.keep_last, self.tracker.best_step)
+
+    def restore(self, checkpoint: Checkpoint, batches_per_epoch: int) -> None:
+        """Everything back as it was after ``checkpoint.step``: weights, optimizer, schedule, RNG, position."""
+        self.tracker.load(checkpoint.state)
+        best = self.tracker.best_step
+        if best is not None and best != checkpoint.step:  # the best weights so far: their own checkpoint
+            self.tracker.best_state = load_checkpoint(checkpoint.path.parent / f"step-{best:08d}")[0]
+        weights, optimizer, scheduler = load_checkpoint(checkpoint.path)  # loaded last: its RNG state wins
+        _load_trainable(self.accelerator.unwrap_model(self.model), weights)
+        if best == checkpoint.step:
+            self.tracker.best_state = {k: v.clone() for k, v in weights.items()}
+        self.optimizer.load_state_dict(optimizer)
+        self.scheduler.load_state_dict(scheduler)
+        state = checkpoint.state
+        self.step, self.samples = state["step"], state["samples"]
+        self.nonfinite_skipped = state["nonfinite_skipped"]
+        self.epoch, self.skip_batches = state["epoch"], state["batches_done"]
+        if self.skip_batches >= batches_per_epoch:
+            self.epoch, self.skip_batches = self.epoch + 1, 0
+        print(f"resumed from {checkpoint.path} (step {self.step})", file=sys.stderr)
+
+    def finish(self) -> FitResult:
+        seconds = max(_since(self.start) - self.eval_seconds, 1e-9)
+        self.tracker.restore_best(self.model)
+        self.accelerator.end_training()
+        t = self.tracker
+        return FitResult(t.history, self.step, t.best_step, t.best_metric, t.should_stop, seconds,
+                         self.eval_seconds, self.samples / seconds, self.nonfinite_skipped)
+
+
+def _load_trainable(model: nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    missing = trainable - set(weights)
+    result = model.load_state_dict(weights, strict=False)
+    if missing or result.unexpected_keys:
+        raise RunError(f"checkpoint does not fit this model (missing {sorted(missing)[:3]}, unexpected "
+                       f"{result.unexpected_keys[:3]}): was the model or method changed?")
 
 
 def _eval_line(record: dict, metric: str) -> str:
@@ -162,6 +311,18 @@ class _Tracker:
         else:
             self.bad_evals += 1
             self.should_stop = self.patience is not None and self.bad_evals >= self.patience
+
+    def state(self) -> dict:
+        """What a checkpoint needs to continue exactly (history and early stopping included)."""
+        return {"history": self.history, "best_metric": self.best_metric, "best_step": self.best_step,
+                "bad_evals": self.bad_evals, "should_stop": self.should_stop,
+                "pending_losses": [loss.item() for loss in self._losses]}
+
+    def load(self, state: dict) -> None:
+        self.history = state["history"]
+        self.best_metric, self.best_step = state["best_metric"], state["best_step"]
+        self.bad_evals, self.should_stop = state["bad_evals"], state["should_stop"]
+        self._losses = [torch.tensor(loss) for loss in state["pending_losses"]]
 
     def restore_best(self, model: nn.Module) -> None:
         if self.best_state is not None:

@@ -10,7 +10,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 
-from tuneforge.config import Config
+from tuneforge.config import Config, flatten
 from tuneforge.errors import ConfigError
 
 
@@ -31,7 +31,7 @@ def make_accelerator(config: Config, run_dir: Path | None) -> Accelerator:
         project_config=ProjectConfiguration(project_dir=str(run_dir or "."), logging_dir=str(run_dir or ".")),
     )
     if trackers:
-        flat = {k: str(v) if isinstance(v, list | tuple) else v for k, v in _flatten(config.to_dict()).items()}
+        flat = {k: str(v) if isinstance(v, list | tuple) else v for k, v in flatten(config.to_dict()).items()}
         accelerator.init_trackers("logs", config=flat)
     return accelerator
 
@@ -52,13 +52,3 @@ def _trackers(config: Config) -> list[str]:
         if importlib.util.find_spec(name) is None:
             raise ConfigError(f"output.{name}: true, but {name} is not installed (pip install {name})")
     return wanted
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat

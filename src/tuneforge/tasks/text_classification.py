@@ -35,7 +35,7 @@ from tuneforge.engine.setup import make_accelerator, seed_everything
 from tuneforge.errors import ConfigError, RegistryError
 from tuneforge.evaluation.metrics import classification_metrics, multilabel_metrics, tune_thresholds
 from tuneforge.methods import apply_method, count_parameters, describe_trainable, head_module_names
-from tuneforge.runs import Run, create_run_dir, finish_run
+from tuneforge.runs import Run, create_run_dir, find_resume_point, finish_run
 
 META_FILE = "tuneforge.json"
 
@@ -49,8 +49,11 @@ class LabelSpace:
 # --------------------------------------------------------------------------- the recipe
 
 
-def train(config: Config) -> Run:
-    """Fine-tune a pretrained encoder on labelled text; returns the finished run."""
+def train(config: Config, resume: str | Path | None = None, resume_force: bool = False) -> Run:
+    """Fine-tune a pretrained encoder on labelled text; returns the finished run.
+
+    ``resume`` ("latest", a run directory or a checkpoint) continues an interrupted run exactly.
+    """
     seed_everything(config)
     if config.data.dataset and not config.data.train_file:
         check_dataset_task(config.data.dataset, config.task)
@@ -64,7 +67,11 @@ def train(config: Config) -> Run:
     model = apply_method(model, config.method)
     trainable, total = count_parameters(model)
     print(f"Trainable parameters: {describe_trainable(trainable, total)}", file=sys.stderr)
-    run_dir = create_run_dir(config)  # only once set-up succeeded: no empty run folders for config mistakes
+    checkpoint = None
+    if resume is not None:
+        run_dir, checkpoint = find_resume_point(config, resume, resume_force)
+    else:
+        run_dir = create_run_dir(config)  # only once set-up succeeded: no empty run folders for config mistakes
 
     datasets = {
         name: _dataset(rows, tokenizer, labels, config.data.max_length)
@@ -81,7 +88,8 @@ def train(config: Config) -> Run:
         return {k: v for k, v in metrics.items() if isinstance(v, float)}
 
     result = fit(model, _train_loader(datasets["train"], pad_id, config), loss_fn, evaluate_validation, config,
-                 accelerator, heads)
+                 accelerator, heads, run_dir=run_dir, resume=checkpoint,
+                 row_ids=lambda indices: [splits.train[i].source for i in indices])
     model = accelerator.unwrap_model(model).eval()
 
     evaluation, thresholds = _final_evaluation(model, datasets, pad_id, config, labels)
@@ -166,8 +174,10 @@ def _dataset(rows: list[Example], tokenizer, labels: LabelSpace, max_length: int
 def _train_loader(dataset: TokenizedTexts, pad_id: int, config: Config) -> DataLoader:
     mode = "grouped" if config.train.group_by_length else "random"
     batches = SeededBatches(dataset.lengths(), config.train.batch_size, config.seed, mode)
+    # A private generator: starting an epoch must not draw from the global RNG (dropout's), or a
+    # resumed run would see different dropout masks than an uninterrupted one.
     return DataLoader(dataset, batch_sampler=batches, collate_fn=PadCollator(pad_id),
-                      num_workers=config.train.num_workers)
+                      num_workers=config.train.num_workers, generator=torch.Generator().manual_seed(config.seed))
 
 
 @torch.no_grad()
@@ -177,7 +187,7 @@ def predict_probs(model: nn.Module, dataset: TokenizedTexts, pad_id: int, batch_
     was_training = model.training
     model.eval()
     batches = SeededBatches(dataset.lengths(), batch_size, mode="sorted")
-    loader = DataLoader(dataset, batch_sampler=batches, collate_fn=PadCollator(pad_id))
+    loader = DataLoader(dataset, batch_sampler=batches, collate_fn=PadCollator(pad_id), generator=torch.Generator())
     device = next(model.parameters()).device
     out: np.ndarray | None = None
     for batch in loader:
@@ -244,6 +254,7 @@ def _fit_summary(result: FitResult) -> dict:
         "train_seconds": round(result.train_seconds, 2),
         "eval_seconds": round(result.eval_seconds, 2),
         "train_samples_per_second": round(result.samples_per_second, 2),
+        "nonfinite_batches_skipped": result.nonfinite_skipped,
     }
 
 
