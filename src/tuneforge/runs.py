@@ -7,6 +7,8 @@ RUN``. The resolved config is written first, so even a crashed run says how it w
 from __future__ import annotations
 
 import json
+import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +56,7 @@ def create_run_dir(config: Config) -> Path:
         save_config(config, run_dir / "config.yaml")
     except OSError as error:
         raise RunError(f"cannot write the run directory {run_dir}: {error.strerror} (check output.dir)") from None
+    check_writable(run_dir / "checkpoints")
     return run_dir
 
 
@@ -69,8 +72,9 @@ def find_resume_point(config: Config, resume: str | Path, force: bool = False) -
         RunError: no intact checkpoint, or a config that changes what exact resume depends on.
     """
     if str(resume) == "latest":
+        own = re.compile(rf"{re.escape(config.name)}-\d{{8}}-\d{{6}}(-\d+)?")  # not "<name>-other-..." runs
         candidates = sorted(Path(config.output.dir).glob(f"{config.name}-*"), key=lambda p: p.name, reverse=True)
-        run_dirs = [p for p in candidates if (p / "checkpoints").is_dir()]
+        run_dirs = [p for p in candidates if own.fullmatch(p.name) and (p / "checkpoints").is_dir()]
         if not run_dirs:
             raise RunError(f"nothing to resume: no run of '{config.name}' with checkpoints in {config.output.dir}")
         run_dir, wanted = run_dirs[0], None
@@ -84,7 +88,23 @@ def find_resume_point(config: Config, resume: str | Path, force: bool = False) -
     if not checkpoints:
         raise RunError(f"{resume}: no intact checkpoint to resume from in {run_dir}")
     _check_same_run(config, checkpoints[0].state["config"], force)
+    check_writable(run_dir / "checkpoints")
     return run_dir, checkpoints[0]
+
+
+def check_writable(folder: Path) -> None:
+    """A test write before training starts: a full disk or read-only folder fails now, not hours in."""
+    probe = folder / f".write-test-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with probe.open("wb") as handle:
+            handle.write(b"\0" * (1 << 20))
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as error:
+        raise RunError(f"cannot write to {folder}: {error.strerror or error} (free space or fix permissions)") from None
+    finally:
+        probe.unlink(missing_ok=True)
 
 
 def _check_same_run(config: Config, saved: dict, force: bool) -> None:

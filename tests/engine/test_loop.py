@@ -77,3 +77,32 @@ def test_nonfinite_batch_skipped_and_counted_or_stops_naming_rows():
     rows = lambda indices: [f"data.csv:{i + 2}" for i in indices]  # noqa: E731
     with pytest.raises(NonFiniteLoss, match=r"at step \d+, batch rows: .*data.csv:9"):
         fit(Scorer(), loader(), poisoned, lambda m: {"score": 0.0}, cfg, make_accelerator(cfg, None), row_ids=rows)
+
+
+def test_out_of_memory_names_the_settings_to_change():
+    import pytest
+
+    from tuneforge.engine.loop import OutOfMemory
+
+    def too_big(model, batch):  # the allocator refusing, exactly as torch reports it on a GPU
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    cfg = config(epochs=1)
+    with pytest.raises(OutOfMemory, match=r"train.batch_size=16 train.grad_accum=2.*max_length.*lora"):
+        fit(Scorer(), loader(), too_big, lambda m: {"score": 0.0}, cfg, make_accelerator(cfg, None))
+
+
+def test_checkpoint_write_failure_names_path_and_keeps_previous(tmp_path):
+    import pytest
+
+    from tuneforge.engine.checkpoint import find_checkpoints, save_checkpoint
+    from tuneforge.errors import RunError
+
+    weights = {"w": torch.ones(3)}
+    first = save_checkpoint(tmp_path, weights, {}, {}, {"step": 1})
+    blocker = tmp_path / "step-00000002"
+    blocker.write_text("a file where the new checkpoint folder must go")  # the rename target is unusable
+    with pytest.raises(RunError, match="step-00000002"):
+        save_checkpoint(tmp_path, weights, {}, {}, {"step": 2})
+    assert [c.path for c in find_checkpoints(tmp_path)] == [first]
+    assert not list(tmp_path.glob(".partial-*"))

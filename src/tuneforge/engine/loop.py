@@ -7,12 +7,13 @@ clipping, periodic evaluation, early stopping, best-weights selection, logging a
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,7 +98,7 @@ def fit(
             for batch_index, batch in enumerate(train_loader):
                 if batch_index < run.skip_batches:  # resuming mid-epoch: these were trained on already
                     continue
-                with accelerator.accumulate(model):
+                with accelerator.accumulate(model), _explain_out_of_memory(batch, config):
                     loss = loss_fn(model, batch)
                     finite = _backward_if_finite(loss, model, accelerator, train)
                     if finite:
@@ -159,6 +160,26 @@ def _backward_if_finite(loss: torch.Tensor, model: nn.Module, accelerator: Accel
     limit = train.max_grad_norm if train.max_grad_norm is not None else float("inf")
     norm = accelerator.clip_grad_norm_(model.parameters(), limit)
     return bool(torch.isfinite(norm))
+
+
+class OutOfMemory(TuneforgeError):
+    """A step needed more memory than the device has."""
+
+
+@contextlib.contextmanager
+def _explain_out_of_memory(batch: dict, config: Config) -> Iterator[None]:
+    """Turn an out-of-memory error into what to change, instead of a bare traceback."""
+    try:
+        yield
+    except (torch.OutOfMemoryError, MemoryError) as error:
+        shape = tuple(batch["input_ids"].shape)
+        t = config.train
+        raise OutOfMemory(
+            f"out of memory in a training step (batch of shape {shape}): {str(error).splitlines()[0][:200]}\n"
+            f"reduce memory with: train.batch_size={max(1, t.batch_size // 2)} "
+            f"train.grad_accum={t.grad_accum * 2} (same effective batch), a lower data.max_length "
+            f"(now {config.data.max_length}), or method.name=lora"
+        ) from None
 
 
 class _StopOnInterrupt:
