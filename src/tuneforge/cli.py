@@ -70,7 +70,12 @@ def _quickstart(args: argparse.Namespace) -> int:
 
 
 def _report_run(run) -> None:
+    from accelerate import PartialState
+
     from tuneforge.evaluation.metrics import format_metrics_table
+
+    if not PartialState().is_main_process:  # under torchrun every process returns; one reports
+        return
 
     split = "test" if "test" in run.metrics else "validation"
     print(f"\n{split} metrics:\n{format_metrics_table(run.metrics[split])}")

@@ -82,6 +82,7 @@ def fit(
     steps = total_steps(config, per_epoch)
     optimizer = build_optimizer(model, train, head_prefixes)
     scheduler = build_scheduler(optimizer, train, steps)
+    batches = train_loader.batch_sampler  # ours; under DDP Accelerate wraps it and won't forward set_epoch
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     run = _Run(model, optimizer, scheduler, accelerator, config, run_dir)
     if resume is not None:
@@ -93,7 +94,7 @@ def fit(
                dynamic_ncols=True)
     with _StopOnInterrupt() as interrupt:
         while run.step < steps and not run.tracker.should_stop:
-            train_loader.set_epoch(run.epoch)  # Accelerate passes it on: each epoch gets its own seeded order
+            batches.set_epoch(run.epoch)  # each epoch gets its own seeded order
             model.train()
             for batch_index, batch in enumerate(train_loader):
                 if batch_index < run.skip_batches:  # resuming mid-epoch: these were trained on already
@@ -270,7 +271,8 @@ class _Run:
     def finish(self) -> FitResult:
         seconds = max(_since(self.start) - self.eval_seconds, 1e-9)
         self.tracker.restore_best(self.model)
-        self.accelerator.end_training()
+        for tracker in self.accelerator.trackers:  # not end_training(): it also ends the process group,
+            tracker.finish()  # which the final evaluation still gathers over
         t = self.tracker
         return FitResult(t.history, self.step, t.best_step, t.best_metric, t.should_stop, seconds,
                          self.eval_seconds, self.samples / seconds, self.nonfinite_skipped)

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate import Accelerator, PartialState
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 
 from tuneforge.config import Config, flatten
 from tuneforge.errors import ConfigError
@@ -21,10 +21,27 @@ def seed_everything(config: Config) -> None:
     set_seed(config.seed, deterministic=config.deterministic)
 
 
+def process_state() -> PartialState:
+    """This process's place among N (torchrun / accelerate launch), set up before anything else runs.
+
+    On a machine without GPUs Accelerate only joins a multi-process run when told it is on CPU (gloo);
+    plain ``torchrun`` does not tell it, so tuneforge does.
+    """
+    return PartialState(cpu=_cpu_only())
+
+
+def _cpu_only() -> bool:
+    return not torch.cuda.is_available()
+
+
 def make_accelerator(config: Config, run_dir: Path | None) -> Accelerator:
     """Device placement, precision and gradient accumulation, plus the trackers the config asks for."""
     trackers = _trackers(config) if run_dir is not None else []
     accelerator = Accelerator(
+        # train.batch_size is the global batch: under DDP each of N processes gets 1/N of every batch,
+        # so a multi-process run sees the same examples per step as a single-process one
+        dataloader_config=DataLoaderConfiguration(split_batches=True),
+        cpu=_cpu_only(),
         mixed_precision=_precision(config.train.precision),
         gradient_accumulation_steps=config.train.grad_accum,
         log_with=trackers or None,

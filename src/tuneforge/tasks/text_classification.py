@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate import PartialState
+from accelerate.utils import broadcast_object_list, gather_object
 from torch import nn
 from torch.utils.data import DataLoader
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -31,7 +33,7 @@ from tuneforge.data.text import (
     tokenize,
 )
 from tuneforge.engine.loop import FitResult, fit
-from tuneforge.engine.setup import make_accelerator, seed_everything
+from tuneforge.engine.setup import make_accelerator, process_state, seed_everything
 from tuneforge.errors import ConfigError, RegistryError
 from tuneforge.evaluation.metrics import classification_metrics, multilabel_metrics, tune_thresholds
 from tuneforge.methods import apply_method, count_parameters, describe_trainable, head_module_names
@@ -54,6 +56,7 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
 
     ``resume`` ("latest", a run directory or a checkpoint) continues an interrupted run exactly.
     """
+    processes = process_state()  # first: libraries below may set up Accelerate's state otherwise
     seed_everything(config)
     if config.data.dataset and not config.data.train_file:
         check_dataset_task(config.data.dataset, config.task)
@@ -70,8 +73,10 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
     checkpoint = None
     if resume is not None:
         run_dir, checkpoint = find_resume_point(config, resume, resume_force)
-    else:
+    elif processes.is_main_process:
         run_dir = create_run_dir(config)  # only once set-up succeeded: no empty run folders for config mistakes
+    if resume is None and processes.num_processes > 1:
+        run_dir = broadcast_object_list([run_dir if processes.is_main_process else None])[0]
 
     datasets = {
         name: _dataset(rows, tokenizer, labels, config.data.max_length)
@@ -82,7 +87,10 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
     pad_id = tokenizer.pad_token_id or 0
 
     def evaluate_validation(model: nn.Module) -> dict[str, float]:
-        probs = predict_probs(model, datasets["validation"], pad_id, config.eval.batch_size, labels.multi_label)
+        # unwrapped: a DDP forward broadcasts buffers, a collective that ranks doing different numbers
+        # of evaluation batches would never complete
+        probs = predict_probs(accelerator.unwrap_model(model), datasets["validation"], pad_id,
+                              config.eval.batch_size, labels.multi_label)
         metrics = score(probs, datasets["validation"].targets, labels, thresholds=None)
         metrics["loss"] = _loss_from_probs(probs, datasets["validation"].targets, labels)
         return {k: v for k, v in metrics.items() if isinstance(v, float)}
@@ -93,8 +101,10 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
     model = accelerator.unwrap_model(model).eval()
 
     evaluation, thresholds = _final_evaluation(model, datasets, pad_id, config, labels)
-    save_model(model, tokenizer, run_dir / "model", config, labels, thresholds)
     extras = {"trainable_parameters": trainable, "total_parameters": total, "fit": _fit_summary(result)}
+    if not processes.is_main_process:  # one process writes the model and the report
+        return Run(run_dir, {"task": config.task, **evaluation, **extras})
+    save_model(model, tokenizer, run_dir / "model", config, labels, thresholds)
     return finish_run(run_dir, config, splits, labels.names, evaluation, result.history, extras)
 
 
@@ -183,22 +193,36 @@ def _train_loader(dataset: TokenizedTexts, pad_id: int, config: Config) -> DataL
 @torch.no_grad()
 def predict_probs(model: nn.Module, dataset: TokenizedTexts, pad_id: int, batch_size: int,
                   multi_label: bool) -> np.ndarray:
-    """Class probabilities (N, L) in dataset order; batches sorted by length to skip padding."""
+    """Class probabilities (N, L) in dataset order; batches sorted by length to skip padding.
+
+    Under N processes each scores every N-th example and the pieces are gathered, so every example is
+    scored exactly once whatever the split sizes.
+    """
     was_training = model.training
     model.eval()
-    batches = SeededBatches(dataset.lengths(), batch_size, mode="sorted")
-    loader = DataLoader(dataset, batch_sampler=batches, collate_fn=PadCollator(pad_id), generator=torch.Generator())
+    processes = PartialState()
+    mine = list(range(processes.process_index, len(dataset), processes.num_processes))
+    batches = SeededBatches([len(dataset.input_ids[i]) for i in mine], batch_size, mode="sorted")
     device = next(model.parameters()).device
-    out: np.ndarray | None = None
-    for batch in loader:
+    rows, scores = [], []
+    for batch_positions in batches:
+        indices = [mine[p] for p in batch_positions]
+        batch = PadCollator(pad_id)([dataset[i] for i in indices])
         logits = model(input_ids=batch["input_ids"].to(device),
                        attention_mask=batch["attention_mask"].to(device)).logits.float()
         probs = torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)
-        if out is None:
-            out = np.zeros((len(dataset), probs.shape[-1]), dtype=np.float32)
-        out[batch["index"].numpy()] = probs.cpu().numpy()
+        rows += indices
+        scores.append(probs.cpu().numpy())
     model.train(was_training)
-    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+    pieces = [(rows, np.concatenate(scores) if scores else None)]
+    if processes.num_processes > 1:
+        pieces = gather_object(pieces)
+    width = next((s.shape[1] for _, s in pieces if s is not None), 0)
+    out = np.zeros((len(dataset), width), dtype=np.float32)
+    for piece_rows, piece_scores in pieces:
+        if piece_scores is not None:
+            out[piece_rows] = piece_scores
+    return out
 
 
 # --------------------------------------------------------------------------- scoring
