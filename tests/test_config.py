@@ -142,3 +142,14 @@ def test_api_applies_overrides_to_a_dict(tmp_path):
     raw = {"train": {"lr": 0.1}}
     assert apply_overrides(raw, ["train.lr=0.2"]) == {"train": {"lr": 0.2}}
     assert raw == {"train": {"lr": 0.1}}  # the caller's dict is untouched
+
+
+ACCELERATE_CONFIGS = sorted((Path(__file__).parents[1] / "configs" / "accelerate").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", ACCELERATE_CONFIGS, ids=[p.name for p in ACCELERATE_CONFIGS])
+def test_shipped_accelerate_configs_load(path):
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    config = ClusterConfig.from_yaml_file(path)
+    assert config.num_processes >= 2 and config.distributed_type.value in ("MULTI_GPU", "FSDP", "DEEPSPEED")
