@@ -10,7 +10,6 @@ used for resume: the loader says which one it skipped and why, and falls back to
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from tuneforge.assets.cache import sha256
 from tuneforge.errors import RunError
 
 MANIFEST = "manifest.json"
@@ -104,7 +104,7 @@ def verify(path: Path) -> str | None:
             return f"{name} is missing"
         if file.stat().st_size != expected["size"]:
             return f"{name} has {file.stat().st_size} bytes, the manifest says {expected['size']}"
-        if _sha256(file) != expected["sha256"]:
+        if sha256(file) != expected["sha256"]:
             return f"{name} does not match its sha256"
     return None
 
@@ -129,18 +129,10 @@ def _write_manifest(folder: Path) -> None:
     files = {}
     for file in sorted(folder.iterdir()):
         _fsync_file(file)
-        files[file.name] = {"size": file.stat().st_size, "sha256": _sha256(file)}
+        files[file.name] = {"size": file.stat().st_size, "sha256": sha256(file)}
     manifest = folder / MANIFEST
     manifest.write_text(json.dumps({"files": files}, indent=1), encoding="utf-8")
     _fsync_file(manifest)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _fsync_file(path: Path) -> None:
