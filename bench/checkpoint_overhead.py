@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
+
+from _worker import run_worker  # bench/ is on sys.path when a bench script runs
 
 
 def run(method: str, every: int | None, steps: int) -> float:
@@ -31,11 +31,7 @@ def run(method: str, every: int | None, steps: int) -> float:
 
 
 def _worker(method: str, every: int | None, steps: int) -> float:
-    command = [sys.executable, __file__, "--worker", method, str(every), "--steps", str(steps)]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"{method} run failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_worker(__file__, "--worker", method, str(every), "--steps", str(steps), label=method)
 
 
 def main() -> None:

@@ -15,11 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
-import sys
 import time
 
+from _worker import run_worker  # bench/ is on sys.path when a bench script runs
+
 BATCH, MAX_LENGTH, LR, SEED = 32, 64, 5e-5, 42
+
+
 
 
 def _split():
@@ -134,11 +136,7 @@ def training_flops(tokens: float) -> float:
 
 
 def _worker(name: str, steps: int) -> dict:
-    command = [sys.executable, __file__, "--worker", name, "--steps", str(steps)]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"{name} run failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_worker(__file__, "--worker", name, "--steps", str(steps), label=name)
 
 
 def main() -> None:
