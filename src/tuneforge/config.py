@@ -35,18 +35,23 @@ def _field(default: Any, help: str, **kwargs: Any) -> Any:
 @dataclass
 class DataConfig:
     dataset: str | None = _field("rt-sentences", "Built-in dataset (`tuneforge list datasets`); null to use files.")
-    train_file: str | None = _field(None, "Training file (CSV, TSV, JSONL or Parquet). Overrides `dataset`.")
+    train_file: str | None = _field(
+        None, "Training file (CSV, TSV, JSONL or Parquet; for language modelling also .txt or a folder of them). "
+        "Overrides `dataset`."
+    )
     validation_file: str | None = _field(None, "Validation file; if absent, carved from the training data.")
     test_file: str | None = _field(None, "Test file; if absent and no validation file is given, carved from train.")
     format: Literal["csv", "tsv", "jsonl", "parquet"] | None = _field(
         None, "File format; inferred from the file suffix when null."
     )
-    text_column: str = _field("text", "Column holding the input text.")
+    text_column: str = _field("text", "Column holding the input text (language modelling: the documents).")
     label_column: str = _field("label", "Column holding the label (or the list of labels when multi_label).")
     multi_label: bool = _field(False, "Each row has a list of labels: sigmoid outputs, per-label thresholds.")
     label_separator: str = _field("|", "Separator of labels inside one CSV/TSV cell when multi_label.")
     split: list[float] = _field([0.8, 0.1, 0.1], "Train/validation/test fractions used when one file is given.")
-    max_length: int = _field(64, "Maximum tokens per text; longer texts are truncated.")
+    max_length: int = _field(
+        64, "Maximum tokens per text; longer texts are truncated. Language modelling: the packed block length."
+    )
     on_bad_rows: Literal["error", "skip"] = _field(
         "error", "`error`: stop before training and list bad rows (exit 2); `skip`: train on the good rows."
     )
@@ -96,11 +101,58 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     every: int | Literal["epoch"] = _field("epoch", "Evaluate on validation every N steps, or each `epoch`.")
-    metric: str = _field("accuracy", "Validation metric for early stopping and best checkpoint (e.g. macro_f1).")
+    metric: str | None = _field(
+        None, "Validation metric for early stopping and the best checkpoint (e.g. macro_f1, perplexity); "
+        "null = the task's own: accuracy for classification, perplexity for language modelling."
+    )
     early_stopping_patience: int | None = _field(
         None, "Stop after this many evaluations without improvement; null disables early stopping."
     )
-    batch_size: int = _field(128, "Examples per forward pass during evaluation and prediction.")
+    batch_size: int = _field(
+        128, "Examples per forward pass during evaluation and prediction (language models: at most "
+        "train.batch_size, as vocabulary-sized logits dominate memory)."
+    )
+
+
+@dataclass
+class LMConfig:
+    mlm_probability: float = _field(0.15, "masked_lm: share of tokens selected for prediction.")
+    mask_replace_prob: float = _field(0.8, "masked_lm: share of selected tokens replaced by [MASK] (rest: 10% "
+                                      "random token, 10% unchanged by default).")
+    random_replace_prob: float = _field(0.1, "masked_lm: share of selected tokens replaced by a random token.")
+    whole_word_mask: bool = _field(False, "masked_lm: select whole words (all their sub-word tokens) at once.")
+    eval_blocks: int | None = _field(
+        256, "Score at most this many validation/test blocks (evenly spaced); null = all of them."
+    )
+
+
+@dataclass
+class SFTConfig:
+    messages_column: str = _field("messages", "Column of chat messages (list of {role, content}); used if present.")
+    prompt_column: str = _field(
+        "instruction", "Column of the user turn when there is no messages column (`instruction` or `prompt`)."
+    )
+    input_column: str | None = _field("input", "Optional column appended to the prompt (e.g. the text to act on).")
+    response_column: str = _field("output", "Column of the assistant turn (`output` or `response`).")
+    system_prompt: str | None = _field(None, "A system message put before every conversation.")
+    on_too_long: Literal["truncate", "drop"] = _field(
+        "truncate", "Examples over data.max_length tokens: cut the end, or leave them out (the report counts both)."
+    )
+
+
+@dataclass
+class PromptConfig:
+    template: str = _field(
+        "Review: {text}\nSentiment: {label}",
+        "prompt_classification: how one example reads; `{text}` is the input, `{label}` its label word.",
+    )
+    label_words: dict[str, str] = _field(
+        {}, "prompt_classification: the word each class is called in the prompt ({} = the class names)."
+    )
+    instruction: str = _field("", "prompt_classification: text put before the in-context examples.")
+    shots: int = _field(4, "prompt_classification: in-context examples (drawn from train) for predictions.")
+    eval_shots: list[int] = _field([0, 1, 2, 4, 8], "prompt_classification: every k reported by evaluation.")
+    balanced: bool = _field(True, "Draw in-context examples round-robin over classes (else uniformly).")
 
 
 @dataclass
@@ -146,26 +198,76 @@ class LoraConfig:
     dora: bool = _field(False, "Weight-decomposed LoRA (DoRA).")
 
 
+@dataclass
+class AdaLoraConfig:
+    name: Literal["adalora"] = _field("adalora", "LoRA whose ranks are reallocated to the most important layers.")
+    init_r: int = _field(12, "Starting rank of every adapter.")
+    target_r: int = _field(4, "Average rank left after allocation (the budget).")
+    alpha: float = _field(16.0, "Scaling numerator.")
+    dropout: float = _field(0.1, "Dropout on the adapter input.")
+    target_modules: list[str] | None = _field(None, "As for lora; null = tuneforge's choice for the family.")
+    tinit: float = _field(0.1, "Share of steps before rank pruning starts.")
+    tfinal: float = _field(0.2, "Share of final steps with ranks fixed.")
+    delta_t: int = _field(5, "Reallocate ranks every this many steps.")
+    orth_reg_weight: float = _field(0.5, "Weight of the orthogonality regulariser on the adapter factors.")
+
+
+@dataclass
+class IA3Config:
+    name: Literal["ia3"] = _field("ia3", "(IA)3: learned rescaling vectors on keys, values and the FFN.")
+    target_modules: list[str] | None = _field(None, "Modules to rescale; null = PEFT's choice for the family.")
+    feedforward_modules: list[str] | None = _field(
+        None, "Which of target_modules are feed-forward (scaled on the input); null = PEFT's choice."
+    )
+
+
+@dataclass
+class PrefixTuningConfig:
+    name: Literal["prefix_tuning"] = _field("prefix_tuning", "Trained key/value prefixes in every layer.")
+    num_virtual_tokens: int = _field(16, "Prefix length.")
+    projection: bool = _field(False, "Reparameterise the prefix through an MLP (more stable, more parameters).")
+
+
+@dataclass
+class PromptTuningConfig:
+    name: Literal["prompt_tuning"] = _field("prompt_tuning", "Trained soft-prompt embeddings before the input.")
+    num_virtual_tokens: int = _field(16, "Soft-prompt length.")
+    init_text: str | None = _field(
+        None, "Initialise the soft prompt from this text's token embeddings (else random vocabulary rows)."
+    )
+
+
 METHOD_CONFIGS: dict[str, type] = {
     "full": FullConfig,
     "freeze": FreezeConfig,
     "topk": TopKConfig,
     "lora": LoraConfig,
+    "adalora": AdaLoraConfig,
+    "ia3": IA3Config,
+    "prefix_tuning": PrefixTuningConfig,
+    "prompt_tuning": PromptTuningConfig,
 }
-MethodConfig = FullConfig | FreezeConfig | TopKConfig | LoraConfig
+MethodConfig = (FullConfig | FreezeConfig | TopKConfig | LoraConfig | AdaLoraConfig | IA3Config
+                | PrefixTuningConfig | PromptTuningConfig)
+TASK_NAMES = ("text_classification", "causal_lm", "masked_lm", "sft", "prompt_classification")
 
 
 @dataclass
 class Config:
-    task: Literal["text_classification"] = _field("text_classification", "What to train.")
+    task: Literal["text_classification", "causal_lm", "masked_lm", "sft", "prompt_classification"] = _field(
+        "text_classification", "What to train (`tuneforge list tasks`)."
+    )
     name: str = _field("quickstart", "Run name, the prefix of the run directory.")
     seed: int = _field(42, "One seed for splits, initialisation, dropout and batch order.")
     deterministic: bool = _field(False, "Force deterministic kernels (bit-exact CPU repeats, slower).")
     data: DataConfig = _field(None, "Where the examples come from and how they are read.")
     model: ModelConfig = _field(None, "The pretrained model to start from.")
-    method: MethodConfig = _field(None, "How the model is adapted: full, freeze, topk, lora.")
+    method: MethodConfig = _field(None, "How the model is adapted (`tuneforge list methods`).")
     train: TrainConfig = _field(None, "Optimisation.")
     eval: EvalConfig = _field(None, "Validation during training.")
+    lm: LMConfig = _field(None, "Language modelling (causal_lm, masked_lm).")
+    sft: SFTConfig = _field(None, "Instruction tuning: which columns hold the conversation.")
+    prompt: PromptConfig = _field(None, "Prompt-based zero/few-shot classification.")
     output: OutputConfig = _field(None, "Where results go and which loggers run.")
 
     def __post_init__(self) -> None:
@@ -184,6 +286,9 @@ _SECTION_TYPES: dict[str, type] = {
     "method": LoraConfig,
     "train": TrainConfig,
     "eval": EvalConfig,
+    "lm": LMConfig,
+    "sft": SFTConfig,
+    "prompt": PromptConfig,
     "output": OutputConfig,
 }
 
@@ -244,9 +349,31 @@ def _check_ranges(config: Config, source: str) -> None:
         ("eval.early_stopping_patience", e.early_stopping_patience,
          e.early_stopping_patience is None or e.early_stopping_patience >= 1, "at least 1 (or null)"),
     ]
-    if isinstance(m, LoraConfig):
-        checks += [("method.r", m.r, m.r >= 1, "at least 1"), ("method.alpha", m.alpha, m.alpha > 0, "positive"),
+    lm, prompt = config.lm, config.prompt
+    checks += [
+        ("lm.mlm_probability", lm.mlm_probability, 0 < lm.mlm_probability < 1, "in (0, 1)"),
+        ("lm.mask_replace_prob", lm.mask_replace_prob, 0 <= lm.mask_replace_prob <= 1, "in [0, 1]"),
+        ("lm.random_replace_prob", lm.random_replace_prob,
+         0 <= lm.random_replace_prob <= 1 - lm.mask_replace_prob, "in [0, 1 - lm.mask_replace_prob]"),
+        ("lm.eval_blocks", lm.eval_blocks, lm.eval_blocks is None or lm.eval_blocks >= 1, "at least 1 (or null)"),
+        ("prompt.shots", prompt.shots, prompt.shots >= 0, "not negative"),
+        ("prompt.eval_shots", prompt.eval_shots, all(k >= 0 for k in prompt.eval_shots), "k values >= 0"),
+        ("prompt.template", prompt.template, "{text}" in prompt.template and prompt.template.rstrip().endswith(
+            "{label}"), "a text with {text} and ending in {label}"),
+    ]
+    if isinstance(m, LoraConfig | AdaLoraConfig):
+        checks += [("method.alpha", m.alpha, m.alpha > 0, "positive"),
                    ("method.dropout", m.dropout, 0 <= m.dropout < 1, "in [0, 1)")]
+    if isinstance(m, LoraConfig):
+        checks.append(("method.r", m.r, m.r >= 1, "at least 1"))
+    if isinstance(m, AdaLoraConfig):
+        checks += [("method.target_r", m.target_r, 1 <= m.target_r <= m.init_r, "between 1 and method.init_r"),
+                   ("method.tinit", m.tinit, 0 <= m.tinit and m.tinit + m.tfinal < 1, "with tfinal: >= 0, sum < 1"),
+                   ("method.tfinal", m.tfinal, 0 <= m.tfinal < 1, "in [0, 1)"),
+                   ("method.delta_t", m.delta_t, m.delta_t >= 1, "at least 1"),
+                   ("method.orth_reg_weight", m.orth_reg_weight, m.orth_reg_weight >= 0, "not negative")]
+    if isinstance(m, PrefixTuningConfig | PromptTuningConfig):
+        checks.append(("method.num_virtual_tokens", m.num_virtual_tokens, m.num_virtual_tokens >= 1, "at least 1"))
     if isinstance(m, TopKConfig):
         checks.append(("method.k", m.k, m.k >= 1, "at least 1"))
     for key, value, ok, expected in checks:
@@ -357,6 +484,12 @@ def _match(value: Any, hint: Any) -> tuple[bool, Any]:
         (item_hint,) = typing.get_args(hint)
         items = [_match(v, item_hint) for v in value]
         return all(ok for ok, _ in items), [v for _, v in items]
+    if origin is dict:
+        if not isinstance(value, dict):
+            return False, None
+        key_hint, value_hint = typing.get_args(hint)
+        pairs = [(_match(k, key_hint), _match(v, value_hint)) for k, v in value.items()]
+        return all(k[0] and v[0] for k, v in pairs), {k[1]: v[1] for k, v in pairs}
     if hint is type(None):
         return value is None, None
     return _match_scalar(value, hint)
@@ -389,6 +522,9 @@ def _type_name(hint: Any) -> str:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
     if origin is list:
         return f"a list of {_type_name(typing.get_args(hint)[0])}"
+    if origin is dict:
+        key_hint, value_hint = typing.get_args(hint)
+        return f"a mapping of {_type_name(key_hint)} to {_type_name(value_hint)}"
     if hint is type(None):
         return "null"
     return {"int": "an integer", "float": "a number", "str": "a string", "bool": "true/false"}.get(
@@ -434,7 +570,10 @@ def _describe_class(cls: type, prefix: str) -> list[tuple[str, str, str, str]]:
 
 def _describe(f: dataclasses.Field, prefix: str, hint: Any) -> tuple[str, str, str, str]:
     default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-    shown = yaml.safe_dump(default, default_flow_style=True).strip().removesuffix("...").strip()
+    if isinstance(default, str) and "\n" in default:  # YAML would fold it over lines
+        shown = '"' + default.replace("\n", "\\n") + '"'
+    else:
+        shown = yaml.safe_dump(default, default_flow_style=True, width=1000).strip().removesuffix("...").strip()
     return f"{prefix}{f.name}", _type_name(hint), shown, f.metadata["help"]
 
 

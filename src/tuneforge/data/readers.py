@@ -113,7 +113,7 @@ class _Spec:
     file: str
     unit: str
     text_column: str
-    label_column: str
+    label_column: str | None
     multi_label: bool
     separator: str
 
@@ -147,7 +147,7 @@ def detect_format(path: str | Path, fmt: str | None = None) -> str:
 def read_examples(
     path: str | Path,
     text_column: str,
-    label_column: str,
+    label_column: str | None,
     *,
     fmt: str | None = None,
     multi_label: bool = False,
@@ -162,7 +162,7 @@ def read_examples(
     Args:
         path: CSV, TSV, JSON Lines or Parquet file.
         text_column: Column (or JSON key) holding the text.
-        label_column: Column (or JSON key) holding the label.
+        label_column: Column (or JSON key) holding the label; None for unlabelled text (label "").
         fmt: Format override (``data.format``); by default taken from the suffix.
         multi_label: Labels are lists (JSON/Parquet lists, or strings split on ``label_separator``).
         label_separator: Separator of several labels in one string cell, for ``multi_label``.
@@ -177,7 +177,8 @@ def read_examples(
         raise DataError("data.label_separator must not be empty when data.multi_label is true")
     path = Path(path)
     check_file(path)
-    table = load_table(path, detect_format(path, fmt), wanted=(text_column, label_column), limit=None)
+    wanted = (text_column, label_column) if label_column is not None else (text_column,)
+    table = load_table(path, detect_format(path, fmt), wanted=wanted, limit=None)
     _check_columns(str(path), table.columns, text_column, label_column)
     spec = _Spec(str(path), table.unit, text_column, label_column, multi_label, label_separator)
     result = ReadResult()
@@ -231,15 +232,16 @@ def _printable(value: Any) -> Any:
     return value
 
 
-def _check_columns(file: str, columns: list[str], text_column: str, label_column: str) -> None:
+def _check_columns(file: str, columns: list[str], text_column: str, label_column: str | None) -> None:
     if text_column == label_column:
         raise DataError(
             f"data.text_column and data.label_column are both {text_column!r}; they must name different columns"
         )
-    missing = [(role, name) for role, name in (("text", text_column), ("label", label_column)) if name not in columns]
+    roles = (("text", text_column), ("label", label_column)) if label_column is not None else (("text", text_column),)
+    missing = [(role, name) for role, name in roles if name not in columns]
     if missing:
         raise DataError(_missing_columns_message(file, columns, missing))
-    for name in (text_column, label_column):
+    for _, name in roles:
         if columns.count(name) > 1:
             raise DataError(f"{file}: column {name!r} appears {columns.count(name)} times; make the names unique")
 
@@ -289,7 +291,9 @@ def _row_to_example(row: Row, spec: _Spec) -> tuple[Example | None, list[Problem
     label: str | list[str] | None = None
     if row.values is not None:
         text, text_problem = _convert_text(row.values.get(spec.text_column, _ABSENT), spec.text_column)
-        label, label_problem = _convert_label(row.values.get(spec.label_column, _ABSENT), spec)
+        label, label_problem = "", None
+        if spec.label_column is not None:
+            label, label_problem = _convert_label(row.values.get(spec.label_column, _ABSENT), spec)
         if text_problem is not None or label_problem is not None:
             found = found + [problem for problem in (text_problem, label_problem) if problem is not None]
     if found or text is None or label is None:

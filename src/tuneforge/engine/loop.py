@@ -27,6 +27,7 @@ from tuneforge.config import Config
 from tuneforge.engine.checkpoint import Checkpoint, find_checkpoints, load_checkpoint, prune, save_checkpoint
 from tuneforge.engine.optim import build_optimizer, build_scheduler
 from tuneforge.errors import RunError, TuneforgeError
+from tuneforge.methods import step_hooks
 
 LossFn = Callable[[nn.Module, dict], torch.Tensor]
 EvaluateFn = Callable[[nn.Module], dict[str, float]]
@@ -60,6 +61,11 @@ def total_steps(config: Config, per_epoch: int) -> int:
     return max(1, math.ceil(config.train.epochs * per_epoch))
 
 
+def planned_steps(config: Config, train_loader: DataLoader) -> int:
+    """The optimizer steps ``fit`` will take over ``train_loader`` (AdaLoRA's schedule needs it upfront)."""
+    return total_steps(config, steps_per_epoch(len(train_loader), config.train.grad_accum))
+
+
 def fit(
     model: nn.Module,
     train_loader: DataLoader,
@@ -84,6 +90,7 @@ def fit(
     scheduler = build_scheduler(optimizer, train, steps)
     batches = train_loader.batch_sampler  # ours; under DDP Accelerate wraps it and won't forward set_epoch
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
+    hooks = step_hooks(accelerator.unwrap_model(model))
     run = _Run(model, optimizer, scheduler, accelerator, config, run_dir)
     if resume is not None:
         run.restore(resume, len(train_loader))
@@ -101,10 +108,14 @@ def fit(
                     continue
                 with accelerator.accumulate(model), _explain_out_of_memory(batch, config):
                     loss = loss_fn(model, batch)
+                    if hooks.regularizer is not None:
+                        loss = loss + hooks.regularizer()
                     finite = _backward_if_finite(loss, model, accelerator, train)
                     if finite:
                         optimizer.step()
                         scheduler.step()
+                        if hooks.after_step is not None and accelerator.sync_gradients:
+                            hooks.after_step(run.step)  # AdaLoRA: importance from this step's gradients
                     optimizer.zero_grad(set_to_none=True)
                 if not finite:
                     run.nonfinite(describe_rows(batch["index"].tolist()))

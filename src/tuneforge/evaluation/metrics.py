@@ -207,13 +207,22 @@ def headline_metrics(metrics: dict) -> list[tuple[str, str]]:
         Pairs for the keys present in ``metrics``, in a fixed order.
     """
     keys = _MULTILABEL_HEADLINE if "subset_accuracy" in metrics else _SINGLE_LABEL_HEADLINE
+    if "perplexity" in metrics:
+        keys = _LANGUAGE_MODEL_HEADLINE
     pairs = []
     for key, display in keys:
         if key in metrics:
             value = metrics[key]
-            pairs.append((display, str(int(value)) if key == "num_examples" else f"{float(value):.4f}"))
+            pairs.append((display, f"{int(value):,}" if key in ("num_examples", "tokens") else f"{float(value):.4f}"))
     return pairs
 
+
+_LANGUAGE_MODEL_HEADLINE = (
+    ("perplexity", "perplexity"),
+    ("perplexity_before", "perplexity before training"),
+    ("loss", "loss (nats/token)"),
+    ("tokens", "tokens scored"),
+)
 
 _SINGLE_LABEL_HEADLINE = (
     ("accuracy", "accuracy"),

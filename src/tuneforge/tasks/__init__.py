@@ -10,6 +10,26 @@ TASKS.register(
     "single- or multi-label text classification with a fresh head on a pretrained encoder",
     "tuneforge.tasks.text_classification",
 )
+TASKS.register(
+    "causal_lm",
+    "continued pretraining of a causal LM (smollm2-135m) on domain text: packed blocks, perplexity before/after",
+    "tuneforge.tasks.causal_lm",
+)
+TASKS.register(
+    "masked_lm",
+    "domain-adaptive masked-LM pretraining of an encoder (minilm-l6); its model/ starts a later classifier",
+    "tuneforge.tasks.masked_lm",
+)
+TASKS.register(
+    "sft",
+    "instruction tuning of a causal LM on chat messages or instruction/response columns; loss on responses only",
+    "tuneforge.tasks.sft",
+)
+TASKS.register(
+    "prompt_classification",
+    "zero/few-shot classification by a causal LM's likelihood of each label word; no training",
+    "tuneforge.tasks.prompt_classification",
+)
 
 
 def recipe_for(task: str) -> Callable:

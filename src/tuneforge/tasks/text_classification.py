@@ -32,11 +32,11 @@ from tuneforge.data.text import (
     encode_targets,
     tokenize,
 )
-from tuneforge.engine.loop import FitResult, fit
+from tuneforge.engine.loop import FitResult, fit, planned_steps
 from tuneforge.engine.setup import make_accelerator, process_state, seed_everything
 from tuneforge.errors import ConfigError, RegistryError
 from tuneforge.evaluation.metrics import classification_metrics, multilabel_metrics, tune_thresholds
-from tuneforge.methods import apply_method, count_parameters, describe_trainable, head_module_names
+from tuneforge.methods import Target, apply_method, count_parameters, describe_trainable, head_module_names
 from tuneforge.runs import Run, create_run_dir, find_resume_point, finish_run
 
 META_FILE = "tuneforge.json"
@@ -57,6 +57,7 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
     ``resume`` ("latest", a run directory or a checkpoint) continues an interrupted run exactly.
     """
     processes = process_state()  # first: libraries below may set up Accelerate's state otherwise
+    config.eval.metric = config.eval.metric or "accuracy"
     seed_everything(config)
     if config.data.dataset and not config.data.train_file:
         check_dataset_task(config.data.dataset, config.task)
@@ -66,8 +67,16 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
 
     tokenizer, model = build_model(config.model.name, labels)
     _check_max_length(model, config.data.max_length)
+    datasets = {
+        name: _dataset(rows, tokenizer, labels, config.data.max_length)
+        for name, rows in (("train", splits.train), ("validation", splits.validation), ("test", splits.test))
+    }
+    pad_id = tokenizer.pad_token_id or 0
+    train_loader = _train_loader(datasets["train"], pad_id, config)
     heads = tuple(head_module_names(model))
-    model = apply_method(model, config.method)
+    target = Target(heads=heads, task_type="SEQ_CLS", total_steps=planned_steps(config, train_loader),
+                    tokenizer_path=resolve_model(config.model.name))
+    model = apply_method(model, config.method, target)
     trainable, total = count_parameters(model)
     print(f"Trainable parameters: {describe_trainable(trainable, total)}", file=sys.stderr)
     checkpoint = None
@@ -78,13 +87,8 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
     if resume is None and processes.num_processes > 1:
         run_dir = broadcast_object_list([run_dir if processes.is_main_process else None])[0]
 
-    datasets = {
-        name: _dataset(rows, tokenizer, labels, config.data.max_length)
-        for name, rows in (("train", splits.train), ("validation", splits.validation), ("test", splits.test))
-    }
     accelerator = make_accelerator(config, run_dir)
     loss_fn = make_loss(labels, datasets["train"].targets if config.train.class_weights == "auto" else None)
-    pad_id = tokenizer.pad_token_id or 0
 
     def evaluate_validation(model: nn.Module) -> dict[str, float]:
         # unwrapped: a DDP forward broadcasts buffers, a collective that ranks doing different numbers
@@ -95,7 +99,7 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
         metrics["loss"] = _loss_from_probs(probs, datasets["validation"].targets, labels)
         return {k: v for k, v in metrics.items() if isinstance(v, float)}
 
-    result = fit(model, _train_loader(datasets["train"], pad_id, config), loss_fn, evaluate_validation, config,
+    result = fit(model, train_loader, loss_fn, evaluate_validation, config,
                  accelerator, heads, run_dir=run_dir, resume=checkpoint,
                  row_ids=lambda indices: [splits.train[i].source for i in indices])
     model = accelerator.unwrap_model(model).eval()

@@ -1,0 +1,329 @@
+"""What causal LM, masked LM and instruction tuning share: model, loss, perplexity, the recipe, saving.
+
+Each of those tasks only decides how text becomes token batches (``LMData``); this module trains on
+them with the shared engine, measures held-out perplexity before and after, saves the model (a
+plain HF folder, or a PEFT adapter folder) and writes the report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import PartialState
+from accelerate.utils import broadcast_object_list, gather_object
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from tuneforge.assets import MODELS, resolve_model
+from tuneforge.assets.datasets import check_dataset_task
+from tuneforge.config import Config
+from tuneforge.data.text import SeededBatches
+from tuneforge.engine.loop import FitResult, fit, planned_steps
+from tuneforge.engine.setup import make_accelerator, process_state, seed_everything
+from tuneforge.errors import ConfigError, RegistryError
+from tuneforge.evaluation.plots import plot_training_curves
+from tuneforge.evaluation.report import write_report
+from tuneforge.methods import Target, apply_method, count_parameters, describe_trainable
+from tuneforge.runs import Run, create_run_dir, find_resume_point
+
+META_FILE = "tuneforge.json"
+LM_METRICS = ("perplexity", "loss")
+
+
+@dataclass
+class LMData:
+    """A task's token batches: datasets per split, how to collate them, and what to tell the user."""
+
+    train: Dataset
+    validation: Dataset
+    test: Dataset | None
+    collate: Callable  # training batches
+    collate_eval: Callable  # held-out batches (masked LM: fixed masks, so numbers are comparable)
+    lengths: list[int]  # token count of each training item, for length-grouped batches
+    sources: dict[str, str]
+    notes: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)  # examples per split, for the summary
+
+
+@dataclass
+class LMTask:
+    """How one language-model task differs: its model class, PEFT task type and data preparation."""
+
+    name: str
+    auto_class: str  # "AutoModelForCausalLM" or "AutoModelForMaskedLM"
+    peft_task_type: str | None
+    prepare: Callable[[Config, object], LMData]
+    grouped_batches: bool = False  # SFT examples vary in length; packed blocks do not
+
+    @property
+    def causal(self) -> bool:
+        return self.auto_class.endswith("CausalLM")
+
+
+def run(task: LMTask, config: Config, resume: str | Path | None = None, resume_force: bool = False) -> Run:
+    """Train a language model on ``task``'s data; returns the finished run."""
+    processes = process_state()
+    config.eval.metric = config.eval.metric or "perplexity"
+    if config.eval.metric not in LM_METRICS:
+        raise ConfigError(f"eval.metric: '{config.eval.metric}' is not measured for {task.name}; "
+                          f"use {' or '.join(LM_METRICS)}")
+    seed_everything(config)
+    if config.data.dataset and not config.data.train_file:
+        check_dataset_task(config.data.dataset, task.name)
+    tokenizer, model, new = build_lm(config.model.name, task)
+    data = task.prepare(config, tokenizer)  # every row validated before training starts
+    check_block_length(model, config.data.max_length)
+
+    train_loader = _train_loader(data, config, task.grouped_batches)
+    evaluate = _evaluator(task, data, config)
+    before = {split: evaluate(model, split) for split in ("validation", "test") if _has(data, split)}
+    if new:
+        print(f"New weights (not in the checkpoint), trained by every method: {', '.join(new)}", file=sys.stderr)
+    target = Target(heads=new, task_type=task.peft_task_type, total_steps=planned_steps(config, train_loader),
+                    tokenizer_path=resolve_model(config.model.name))
+    model = apply_method(model, config.method, target)
+    trainable, total = count_parameters(model)
+    print(f"Trainable parameters: {describe_trainable(trainable, total)}", file=sys.stderr)
+    print(f"validation perplexity before training: {before['validation']['perplexity']:.2f}", file=sys.stderr)
+
+    run_dir, checkpoint = _run_dir(config, resume, resume_force, processes)
+    accelerator = make_accelerator(config, run_dir)
+    result = fit(model, train_loader, causal_loss if task.causal else masked_loss,
+                 lambda m: evaluate(accelerator.unwrap_model(m), "validation"), config, accelerator,
+                 head_prefixes=new, run_dir=run_dir, resume=checkpoint)
+    model = accelerator.unwrap_model(model).eval()
+    evaluation = {split: evaluate(model, split) | {f"{k}_before": v for k, v in before[split].items()}
+                  for split in before}
+    extras = {"trainable_parameters": trainable, "total_parameters": total, "fit": fit_summary(result),
+              "counts": data.counts}
+    if not processes.is_main_process:
+        return Run(run_dir, {"task": config.task, **evaluation, **extras})
+    save_lm(model, tokenizer, run_dir / "model", config)
+    return finish_lm_run(run_dir, config, data, evaluation, result.history, extras)
+
+
+# --------------------------------------------------------------------------- model
+
+
+def build_lm(name: str, task: LMTask) -> tuple:
+    """Tokenizer and pretrained language model of the kind ``task`` needs (its weights in fp32)."""
+    import transformers
+
+    wanted = "encoder" if task.auto_class.endswith("MaskedLM") else "causal_lm"
+    if name in MODELS and MODELS.get(name).kind != wanted:
+        kinds = {"encoder": "an encoder (e.g. minilm-l6)", "causal_lm": "a causal LM (e.g. smollm2-135m)"}
+        raise ConfigError(f"model.name: '{name}' is a {MODELS.get(name).kind} model; {task.name} needs "
+                          f"{kinds[wanted]} (`tuneforge list models`)")
+    path = resolve_model(name)
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+        model, info = getattr(transformers, task.auto_class).from_pretrained(
+            path, dtype=torch.float32, output_loading_info=True
+        )
+    except (OSError, ValueError) as error:  # offline hub id, not a model folder, or the wrong kind of model
+        raise RegistryError(f"model '{name}' could not be loaded as {task.auto_class}: "
+                            f"{str(error).splitlines()[0]} (`tuneforge list models`)") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer, model, new_modules(model, set(info["missing_keys"]))
+
+
+def new_modules(model: nn.Module, missing: set[str]) -> tuple[str, ...]:
+    """Modules the checkpoint had no weights for (e.g. MiniLM ships no masked-LM head): they must train.
+
+    Each is widened to its largest enclosing module made only of new weights; modules holding weights
+    shared with the embeddings (a tied decoder) are left out, or adapters would copy the whole vocabulary.
+    """
+    params = dict(model.named_parameters(remove_duplicate=False))
+    shared = {id(p) for p in model.get_input_embeddings().parameters()}
+
+    def all_new(module_name: str) -> bool:
+        names = [n for n in params if n.startswith(f"{module_name}.")]
+        return bool(names) and all(n in missing and id(params[n]) not in shared for n in names)
+
+    found = set()
+    for key in missing:
+        module = key.rsplit(".", 1)[0]
+        if not all_new(module):
+            continue
+        while "." in module and all_new(module.rsplit(".", 1)[0]):
+            module = module.rsplit(".", 1)[0]
+        found.add(module)
+    return tuple(sorted(found))
+
+
+def check_block_length(model: nn.Module, length: int) -> None:
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and length > limit:
+        raise ConfigError(f"data.max_length {length} exceeds what the model can read ({limit} tokens)")
+
+
+def causal_loss(model: nn.Module, batch: dict) -> torch.Tensor:
+    """Mean next-token cross-entropy over the tokens that carry a label."""
+    nll, count = _causal_nll(model, batch)
+    return nll / count.clamp(min=1)
+
+
+def masked_loss(model: nn.Module, batch: dict) -> torch.Tensor:
+    nll, count = _masked_nll(model, batch)
+    return nll / count.clamp(min=1)
+
+
+def _causal_nll(model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    ids = batch["input_ids"]
+    logits = model(input_ids=ids, attention_mask=batch["attention_mask"]).logits
+    logits = logits[:, -ids.shape[1] :]  # prompt tuning puts its virtual tokens first
+    labels = batch["labels"][:, 1:].to(logits.device)
+    nll = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="sum")
+    return nll, (labels != -100).sum()
+
+
+def _masked_nll(model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    labels = batch["labels"].to(logits.device)
+    nll = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="sum")
+    return nll, (labels != -100).sum()
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _evaluator(task: LMTask, data: LMData, config: Config) -> Callable[[nn.Module, str], dict[str, float]]:
+    nll_fn = _causal_nll if task.causal else _masked_nll
+
+    # Logits over the whole vocabulary dominate memory (128 x 64 tokens x 49k words = 1.6 GB): held-out
+    # batches stay no larger than training ones.
+    batch_size = min(config.eval.batch_size, config.train.batch_size)
+
+    def evaluate(model: nn.Module, split: str) -> dict[str, float]:
+        return held_out_perplexity(model, getattr(data, split), data.collate_eval, batch_size, nll_fn)
+
+    return evaluate
+
+
+def _has(data: LMData, split: str) -> bool:
+    dataset = getattr(data, split)
+    return dataset is not None and len(dataset) > 0
+
+
+@torch.no_grad()
+def held_out_perplexity(model: nn.Module, dataset: Dataset, collate: Callable, batch_size: int,
+                        nll_fn: Callable) -> dict[str, float]:
+    """Token-weighted loss and perplexity; under N processes each scores every N-th item, then sums."""
+    was_training = model.training
+    model.eval()
+    processes = PartialState()
+    mine = list(range(processes.process_index, len(dataset), processes.num_processes))
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for start in range(0, len(mine), batch_size):
+        batch = collate([dataset[i] for i in mine[start : start + batch_size]])
+        nll, n = nll_fn(model, {k: v.to(device) for k, v in batch.items()})
+        total, count = total + nll.item(), count + int(n)
+    model.train(was_training)
+    if processes.num_processes > 1:
+        pieces = gather_object([(total, count)])
+        total, count = sum(p[0] for p in pieces), sum(p[1] for p in pieces)
+    loss = total / max(count, 1)
+    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "tokens": float(count)}
+
+
+# --------------------------------------------------------------------------- plumbing
+
+
+def _train_loader(data: LMData, config: Config, grouped: bool) -> DataLoader:
+    mode = "grouped" if grouped and config.train.group_by_length else "random"
+    batches = SeededBatches(data.lengths, config.train.batch_size, config.seed, mode)
+    return DataLoader(data.train, batch_sampler=batches, collate_fn=data.collate,
+                      num_workers=config.train.num_workers, generator=torch.Generator().manual_seed(config.seed))
+
+
+def _run_dir(config: Config, resume, resume_force: bool, processes) -> tuple[Path, object]:
+    checkpoint = None
+    run_dir = None
+    if resume is not None:
+        run_dir, checkpoint = find_resume_point(config, resume, resume_force)
+    elif processes.is_main_process:
+        run_dir = create_run_dir(config)
+    if resume is None and processes.num_processes > 1:
+        run_dir = broadcast_object_list([run_dir if processes.is_main_process else None])[0]
+    return run_dir, checkpoint
+
+
+def fit_summary(result: FitResult) -> dict:
+    return {
+        "steps": result.steps,
+        "best_step": result.best_step,
+        "best_validation_metric": result.best_metric,
+        "stopped_early": result.stopped_early,
+        "train_seconds": round(result.train_seconds, 2),
+        "eval_seconds": round(result.eval_seconds, 2),
+        "train_samples_per_second": round(result.samples_per_second, 2),
+        "nonfinite_batches_skipped": result.nonfinite_skipped,
+    }
+
+
+def save_lm(model: nn.Module, tokenizer, folder: Path, config: Config) -> None:
+    """An HF folder (safetensors) or a PEFT adapter folder, the tokenizer, and tuneforge.json."""
+    from tuneforge.tasks.text_classification import _portable_model_name
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    meta = {
+        "task": config.task,
+        "base_model": _portable_model_name(config.model.name),
+        "method": config.method.name,
+        "adapter": hasattr(model, "peft_config"),
+        "max_length": config.data.max_length,
+        "chat_template": bool(getattr(tokenizer, "chat_template", None)),
+        "system_prompt": config.sft.system_prompt if config.task == "sft" else None,
+    }
+    (folder / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+
+def finish_lm_run(run_dir: Path, config: Config, data: LMData, evaluation: dict[str, dict], history: list[dict],
+                  extras: dict) -> Run:
+    metrics = {"task": config.task, **evaluation, **extras}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    (run_dir / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history), encoding="utf-8")
+    curves = plot_training_curves(history, run_dir / "training_curves.png", metric=config.eval.metric)
+    headline = evaluation.get("test") or evaluation["validation"]
+    fit = extras["fit"]
+    summary = {
+        "task": config.task,
+        "model": config.model.name,
+        "method": config.method.name,
+        "trainable parameters": describe_trainable(extras["trainable_parameters"], extras["total_parameters"]),
+        "data": ", ".join(f"{k}: {v}" for k, v in data.sources.items()),
+        "examples": ", ".join(f"{k} {v:,}" for k, v in data.counts.items()),
+        "optimizer steps": f"{fit['steps']:,} (best at step {fit['best_step']})",
+        "training time": f"{fit['train_seconds']:.1f} s ({fit['train_samples_per_second']:.1f} samples/s)",
+        "seed": str(config.seed),
+    }
+    rows = "\n".join(
+        f"| {split} | {m['perplexity_before']:.2f} | {m['perplexity']:.2f} | {m['loss_before']:.4f} | "
+        f"{m['loss']:.4f} | {int(m['tokens']):,} |"
+        for split, m in evaluation.items()
+    )
+    table = ("| split | perplexity before | perplexity after | loss before | loss after | tokens scored |\n"
+             "|---|---|---|---|---|---|\n" + rows)
+    write_report(run_dir / "report.md", title=f"tuneforge run {run_dir.name}", summary=summary, metrics=headline,
+                 data_notes=data.notes, images={"Training curves": str(curves)},
+                 extra_sections={"Held-out perplexity": table, "Use it": _usage(run_dir, config)})
+    return Run(run_dir, metrics)
+
+
+def _usage(run_dir: Path, config: Config) -> str:
+    if config.task == "masked_lm":
+        return (f"Start a classifier from this domain-adapted encoder: set `model.name: {run_dir}/model` "
+                "in a text_classification config (for adapter methods, run `tuneforge export --merge` first).")
+    chat = " --chat" if config.task == "sft" else ""
+    return f"```bash\ntuneforge generate {run_dir}{chat} \"your prompt\"\n```"
