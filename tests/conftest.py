@@ -28,6 +28,24 @@ def tiny_bert(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide Llama with the real SmolLM2 tokenizer and chat template, saved as an HF folder."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from tuneforge.assets import resolve_model
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model("smollm2-135m"))
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=1, intermediate_size=64, max_position_embeddings=512,
+                         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def rt_rows() -> list[dict]:
     """All rt-sentences rows (real data), as dicts with text/label/rating."""
     from tuneforge.assets import dataset_file
@@ -51,13 +69,15 @@ def rt_csv(tmp_path, rt_rows) -> Path:
     return path
 
 
-def tiny_config(model: Path, train_file: Path, tmp_path: Path, **sections) -> dict:
+def tiny_config(model: Path, train_file: Path | None, tmp_path: Path, task: str = "text_classification",
+                **sections) -> dict:
     """A config dict for a fast run on the tiny model; ``sections`` update the defaults."""
     config = {
+        "task": task,
         "name": "test",
         "model": {"name": str(model)},
         "method": {"name": "full"},
-        "data": {"dataset": None, "train_file": str(train_file), "max_length": 32},
+        "data": {"dataset": None, "train_file": str(train_file) if train_file else None, "max_length": 32},
         "train": {"epochs": 1, "batch_size": 16, "lr": 1e-3, "log_every": 1},
         "output": {"dir": str(tmp_path / "runs"), "progress": False, "tensorboard": False},
     }

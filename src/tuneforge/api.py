@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from tuneforge.config import Config, apply_overrides, config_from_dict, load_config
+from tuneforge.errors import RunError
 from tuneforge.runs import Run, open_run
 
 
@@ -28,10 +29,26 @@ def train(config: Config | dict | str | Path | None = None, overrides: list[str]
 
 
 def load(run_dir: str | Path):
-    """A trained model from a run directory, ready to ``predict``."""
+    """A trained model from a run directory: ``predict`` for classifiers, ``generate`` for language models.
+
+    A masked-LM run gives its plain transformers model (a starting point for classification, not a predictor).
+    """
     meta = json.loads((open_run(run_dir) / "tuneforge.json").read_text(encoding="utf-8"))
-    if meta["task"] == "text_classification":
+    task = meta["task"]
+    if task == "text_classification":
         from tuneforge.tasks.text_classifier import TextClassifier
 
         return TextClassifier.from_run(run_dir)
-    raise NotImplementedError(f"loading task '{meta['task']}' is not supported yet")
+    if task in ("causal_lm", "sft"):
+        from tuneforge.tasks.generator import LanguageModel
+
+        return LanguageModel.from_run(run_dir)
+    if task == "prompt_classification":
+        from tuneforge.tasks.prompt_classification import PromptClassifier
+
+        return PromptClassifier.from_run(run_dir)
+    if task == "masked_lm":
+        from tuneforge.tasks.language_model import load_masked_lm
+
+        return load_masked_lm(run_dir)
+    raise RunError(f"{run_dir}: unknown task '{task}' in tuneforge.json")

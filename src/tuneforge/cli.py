@@ -18,12 +18,21 @@ EPILOG = """examples:
   tuneforge predict runs/quickstart-2026... "a gripping film" "a dull mess"
   tuneforge eval runs/quickstart-2026... --data reviews.csv
   tuneforge init --task text_classification --data reviews.csv > my.yaml
+  tuneforge train configs/shakespeare_causal_lm.yaml     continued pretraining of smollm2-135m
+  tuneforge generate runs/shakespeare-dapt-2026... "ROMEO." --max-new-tokens 60
+  tuneforge generate smollm2-135m --chat               chat in the terminal
+  tuneforge compare configs/compare_rt.yaml --methods full,freeze,lora,ia3
 """
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # argparse fills an optional positional before it sees the options: `generate MODEL --chat "hi"`
+    if extra and getattr(args, "prompt", "") is None and len(extra) == 1 and not extra[0].startswith("-"):
+        args.prompt, extra = extra[0], []
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _quiet_libraries()
     if not hasattr(args, "handler"):
         parser.print_help()
@@ -46,6 +55,7 @@ def _quiet_libraries() -> None:
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()  # "Loading weights" bars on every model load
 
 
 # --------------------------------------------------------------------------- commands
@@ -79,12 +89,21 @@ def _report_run(run) -> None:
 
     split = "test" if "test" in run.metrics else "validation"
     print(f"\n{split} metrics:\n{format_metrics_table(run.metrics[split])}")
+    if "by_shots" in run.metrics:
+        shots = ", ".join(f"k={k}: {m['accuracy']:.4f}" for k, m in run.metrics["by_shots"].items())
+        print(f"accuracy by in-context examples: {shots}")
     print(f"\nrun directory: {run.dir}")
     print(f"report:        {run.report}")
     print("next:")
-    print(f"  tuneforge predict {run.dir} \"an utterly charming film\"")
-    print(f"  tuneforge predict {run.dir} --file texts.csv --out predictions.csv")
-    print(f"  tuneforge eval {run.dir} --data labelled.csv")
+    task = run.metrics.get("task")
+    if task in ("causal_lm", "sft"):
+        print(f"  tuneforge generate {run.dir}{' --chat' if task == 'sft' else ''} \"your prompt\"")
+    elif task == "masked_lm":
+        print(f"  start a classifier from it: tuneforge train CONFIG model.name={run.dir}/model")
+    else:
+        print(f"  tuneforge predict {run.dir} \"an utterly charming film\"")
+        print(f"  tuneforge predict {run.dir} --file texts.csv --out predictions.csv")
+        print(f"  tuneforge eval {run.dir} --data labelled.csv")
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -133,10 +152,118 @@ def _export(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else open_run(args.run).parent / "merged"
     if out.exists() and any(out.iterdir()) and not args.force:
         raise TuneforgeError(f"{out} is not empty; pass --force to overwrite it")
+    if not hasattr(model, "save_merged"):
+        raise TuneforgeError(f"{args.run}: a {model.meta['task']} run has no adapters to merge")
     model.save_merged(out)
+    auto = "AutoModelForCausalLM" if model.meta["task"] in ("causal_lm", "sft") else "AutoModelForSequenceClassification"
     print(f"wrote a plain transformers model (adapters merged) to {out}")
-    print(f"load it with AutoModelForSequenceClassification.from_pretrained('{out}')")
+    print(f"load it with {auto}.from_pretrained('{out}')")
     return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from tuneforge.tasks.generator import GenerationSettings
+    from tuneforge.tasks.text_io import check_output
+
+    model = _language_model(args.model)
+    settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, args.top_k,
+                                  args.repetition_penalty, args.stop or [], args.seed)
+    settings.check()
+    if args.file:
+        source = Path(args.file)
+        out = Path(args.out) if args.out else source.with_suffix(".generations.jsonl")
+        check_output(out, source, args.force, suffix=".jsonl")
+        return _generate_file(model, settings, source, out, args.chat)
+    if args.prompt is None and not args.chat:
+        raise TuneforgeError("give a prompt, --file PROMPTS, or --chat for a conversation")
+    if args.prompt is None:
+        return _chat_loop(model, settings)
+    prompt = [{"role": "user", "content": args.prompt}] if args.chat else args.prompt
+    if not args.chat:
+        print(args.prompt, end="", flush=True)
+    result = model.generate(prompt, settings, on_text=_print_piece)
+    print()
+    print(f"[{result.new_tokens} tokens, finish: {result.finish_reason}]", file=sys.stderr)
+    return 0
+
+
+def _language_model(name: str):
+    from tuneforge.errors import RunError
+    from tuneforge.tasks.generator import LanguageModel
+
+    try:
+        return LanguageModel.from_run(name)
+    except RunError:
+        if Path(name, "model", "tuneforge.json").is_file() or Path(name, "tuneforge.json").is_file():
+            raise  # a tuneforge run of another task: say so
+        return LanguageModel.from_pretrained(name)
+
+
+def _print_piece(text: str) -> None:
+    print(text, end="", flush=True)
+
+
+def _chat_loop(model, settings) -> int:
+    print("chat with the model; an empty line or Ctrl-D ends it", file=sys.stderr)
+    messages: list[dict[str, str]] = []
+    while True:
+        try:
+            line = input("> ")
+        except EOFError:
+            break
+        if not line.strip():
+            break
+        messages.append({"role": "user", "content": line})
+        reply = model.generate(messages, settings, on_text=_print_piece)
+        print()
+        messages.append({"role": "assistant", "content": reply.text})
+    return 0
+
+
+def _generate_file(model, settings, source: Path, out: Path, chat: bool) -> int:
+    """One generation per prompt: lines of a .txt file, or the `prompt` field of JSONL rows."""
+    import json
+
+    from tqdm.auto import tqdm
+
+    prompts = _read_prompts(source)
+    with out.open("w", encoding="utf-8") as handle:
+        for prompt in tqdm(prompts, desc="generating", unit="prompt"):
+            result = model.generate([{"role": "user", "content": prompt}] if chat else prompt, settings)
+            record = {"prompt": prompt, "completion": result.text, "finish_reason": result.finish_reason,
+                      "prompt_tokens": result.prompt_tokens, "completion_tokens": result.new_tokens}
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    print(f"wrote {len(prompts):,} generations to {out}")
+    return 0
+
+
+def _read_prompts(source: Path) -> list[str]:
+    from tuneforge.data.readers import read_examples
+
+    if source.suffix.lower() == ".txt":
+        try:
+            lines = source.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            raise TuneforgeError(f"{source}: cannot read the prompts ({error})") from None
+        prompts = [line for line in lines if line.strip()]
+    else:
+        result = read_examples(source, "prompt", None)
+        if result.problems:
+            raise TuneforgeError(f"{result.problems[0]} ({len(result.problems)} bad rows in all)")
+        prompts = [example.text for example in result.examples]
+    if not prompts:
+        raise TuneforgeError(f"{source}: no prompts in the file")
+    return prompts
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from tuneforge.compare import compare, format_table
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    result = compare(args.config, methods, args.overrides, Path(args.out) if args.out else None)
+    print(format_table(result.rows, result.metric))
+    print(f"\ncomparison: {result.dir}/comparison.md (+ .csv, .png)")
+    return 0 if all(not row.get("error") for row in result.rows) else 1
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -249,6 +376,32 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: RUN/merged)")
     p.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
     p.set_defaults(handler=_export)
+
+    p = sub.add_parser("generate", help="generate text with a causal-LM run or model (streamed)",
+                       description="Continue a prompt, answer it as a chat (--chat), or run a file of prompts.")
+    p.add_argument("model", help="causal_lm/sft run directory, registered model (smollm2-135m) or HF folder")
+    p.add_argument("prompt", nargs="?", help="text to continue (with --chat: the user message)")
+    p.add_argument("--chat", action="store_true",
+                   help="format with the model's chat template; without a prompt, an interactive conversation")
+    p.add_argument("--max-new-tokens", type=int, default=128, help="tokens to generate at most (default 128)")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (with --temperature)")
+    p.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens (0 = all)")
+    p.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages repeats")
+    p.add_argument("--stop", action="append", metavar="TEXT", help="stop before this text (repeatable)")
+    p.add_argument("--seed", type=int, help="seed for sampling")
+    p.add_argument("--file", help="prompts: a .txt file (one per line) or CSV/JSONL with a 'prompt' column")
+    p.add_argument("--out", help="JSONL output for --file (default: next to it)")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.set_defaults(handler=_generate)
+
+    p = sub.add_parser("compare", help="train one config with several methods and tabulate the results")
+    p.add_argument("config", help="YAML config file")
+    p.add_argument("overrides", nargs="*", help=overrides_help + "; applied to every method")
+    p.add_argument("--methods", default="full,freeze,topk,lora,adalora,ia3,prefix_tuning,prompt_tuning",
+                   help="comma-separated methods (default: all eight)")
+    p.add_argument("--out", help="output folder (default: <output.dir>/compare-<name>-<timestamp>)")
+    p.set_defaults(handler=_compare)
 
     p = sub.add_parser("init", help="write a commented starter config inferred from a data file")
     p.add_argument("--task", default="text_classification", choices=["text_classification"])

@@ -31,7 +31,7 @@ from tuneforge.errors import ConfigError, RegistryError
 from tuneforge.evaluation.plots import plot_training_curves
 from tuneforge.evaluation.report import write_report
 from tuneforge.methods import Target, apply_method, count_parameters, describe_trainable
-from tuneforge.runs import Run, create_run_dir, find_resume_point
+from tuneforge.runs import Run, create_run_dir, find_resume_point, open_run
 
 META_FILE = "tuneforge.json"
 LM_METRICS = ("perplexity", "loss")
@@ -287,6 +287,20 @@ def save_lm(model: nn.Module, tokenizer, folder: Path, config: Config) -> None:
         "system_prompt": config.sft.system_prompt if config.task == "sft" else None,
     }
     (folder / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+
+def load_masked_lm(run_dir: str | Path) -> nn.Module:
+    """A masked-LM run's model as a plain transformers model (adapters merged into the weights)."""
+    from transformers import AutoModelForMaskedLM
+
+    folder = open_run(run_dir)
+    meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    if not meta["adapter"]:
+        return AutoModelForMaskedLM.from_pretrained(folder, dtype=torch.float32)
+    from peft import PeftModel
+
+    base = AutoModelForMaskedLM.from_pretrained(resolve_model(meta["base_model"]), dtype=torch.float32)
+    return PeftModel.from_pretrained(base, folder).merge_and_unload()
 
 
 def finish_lm_run(run_dir: Path, config: Config, data: LMData, evaluation: dict[str, dict], history: list[dict],

@@ -11,6 +11,7 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from tuneforge.data.text import TokenizedTexts, tokenize
+from tuneforge.errors import RunError
 from tuneforge.runs import open_run
 from tuneforge.tasks.text_classification import META_FILE, LabelSpace, build_model, decide, predict_probs
 
@@ -65,9 +66,12 @@ class TextClassifier:
 
     def merged(self) -> nn.Module:
         """The plain transformers model: adapters folded into the base weights (a no-op without them)."""
-        if self.meta["adapter"]:
-            return self.model.merge_and_unload()
-        return self.model
+        if not self.meta["adapter"]:
+            return self.model
+        if self.meta["method"] in ("prefix_tuning", "prompt_tuning"):
+            raise RunError(f"a {self.meta['method']} adapter adds virtual tokens to every input and cannot be "
+                           "merged into the weights; load the run with tuneforge (or PEFT) instead")
+        return self.model.merge_and_unload()
 
     def save_merged(self, folder: Path) -> None:
         """A plain HF folder that both transformers and ``tuneforge predict/eval`` load."""

@@ -6,6 +6,7 @@ import csv
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tuneforge.data.readers import read_columns, read_examples
 from tuneforge.data.splits import only_known_labels
@@ -16,6 +17,9 @@ from tuneforge.evaluation.plots import plot_confusion_matrix
 from tuneforge.evaluation.report import write_report
 from tuneforge.tasks.text_classification import score
 from tuneforge.tasks.text_classifier import Prediction, TextClassifier
+
+if TYPE_CHECKING:
+    from tuneforge.tasks.prompt_classification import PromptClassifier
 
 
 def read_texts(path: Path, column: str) -> tuple[list[dict], list[str]]:
@@ -30,10 +34,11 @@ def read_texts(path: Path, column: str) -> tuple[list[dict], list[str]]:
     return rows, [str(row[column]) for row in rows]
 
 
-def check_output(out: Path, source: Path | None, force: bool) -> None:
+def check_output(out: Path, source: Path | None, force: bool, suffix: str = ".csv") -> None:
     """Never overwrite the input, nor (without --force) an existing file: nothing saved gets damaged."""
-    if out.suffix.lower() != ".csv":
-        raise TuneforgeError(f"--out {out}: predictions are written as CSV; use a .csv file name")
+    if out.suffix.lower() != suffix:
+        kind = {".csv": "predictions are written as CSV", ".jsonl": "generations are written as JSON Lines"}[suffix]
+        raise TuneforgeError(f"--out {out}: {kind}; use a {suffix} file name")
     if source is not None and out.resolve() == source.resolve():
         raise TuneforgeError(f"--out {out} is the input file; choose another name")
     if out.exists() and not force:
@@ -57,7 +62,7 @@ def write_predictions(out: Path, rows: list[dict], predictions: list[Prediction]
     partial.replace(out)
 
 
-def evaluate_file(model: TextClassifier, path: Path, out: Path | None, text_column: str | None,
+def evaluate_file(model: TextClassifier | PromptClassifier, path: Path, out: Path | None, text_column: str | None,
                   label_column: str | None, on_bad_rows: str = "error", force: bool = False) -> tuple[dict, Path]:
     """Score a trained run on new labelled data and write the same report as training does."""
     meta = model.meta
@@ -77,8 +82,11 @@ def evaluate_file(model: TextClassifier, path: Path, out: Path | None, text_colu
     targets = encode_targets([e.label for e in examples], meta["labels"], meta["multi_label"])
     metrics = score(probs, targets, model.labels, meta.get("thresholds"))
     out_dir.mkdir(parents=True, exist_ok=True)
+    images, sections = {}, {}
+    if hasattr(model, "extra_evaluation"):  # e.g. prompting: accuracy for each number of examples
+        extra, sections, images = model.extra_evaluation(examples, out_dir)
+        metrics |= extra
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    images = {}
     if "confusion_matrix" in metrics:
         images["Confusion matrix"] = str(plot_confusion_matrix(metrics["confusion_matrix"], meta["labels"],
                                                                out_dir / "confusion_matrix.png"))
@@ -86,7 +94,7 @@ def evaluate_file(model: TextClassifier, path: Path, out: Path | None, text_colu
     notes = [f"{len(examples):,} rows evaluated from {path}."] + ([f"{skipped:,} bad rows skipped."] if skipped else [])
     write_report(out_dir / "report.md", title=f"Evaluation on {path.name}",
                  summary={"model": str(model.source), "data": str(path)}, metrics=metrics,
-                 data_notes=notes, images=images)
+                 data_notes=notes, images=images, extra_sections=sections)
     return metrics, out_dir
 
 

@@ -1,0 +1,123 @@
+"""The PEFT method family end to end: train through tuneforge, save, reload (identical outputs), merge.
+
+Run on both a classifier (tiny BERT) and a causal LM (tiny Llama), so every method is exercised where
+it applies; AdaLoRA's rank allocator must actually reallocate ranks.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import tuneforge
+from tests.conftest import tiny_config
+from tuneforge.config import config_from_dict
+from tuneforge.data.splits import load_splits
+from tuneforge.errors import ConfigError, RunError
+from tuneforge.tasks.language_model import _causal_nll, held_out_perplexity
+from tuneforge.tasks.text_classification import LabelSpace, _loss_from_probs, predict_probs
+from tuneforge.data.text import TokenizedTexts, encode_targets, tokenize
+
+METHODS = {
+    "lora": {"name": "lora", "r": 4},
+    "dora": {"name": "lora", "r": 4, "dora": True},
+    "adalora": {"name": "adalora", "init_r": 6, "target_r": 2, "delta_t": 1},
+    "ia3": {"name": "ia3"},
+    "prefix_tuning": {"name": "prefix_tuning", "num_virtual_tokens": 4},
+    "prompt_tuning": {"name": "prompt_tuning", "num_virtual_tokens": 4},
+}
+MERGEABLE = {"lora", "dora", "adalora", "ia3"}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, rt_rows):
+    folder = tmp_path_factory.mktemp("corpus")
+    for i in range(20):
+        text = " ".join(row["text"] for row in rt_rows[i * 15 : (i + 1) * 15])
+        (folder / f"reviews{i:02d}.txt").write_text(text, encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize("key", list(METHODS))
+def test_classifier_saves_reloads_and_merges(key, tiny_bert, rt_csv, tmp_path):
+    config = tiny_config(tiny_bert, rt_csv, tmp_path, method=METHODS[key], train={"max_steps": 8, "lr": 1e-2})
+    config["method"] = METHODS[key]
+    run = tuneforge.train(config)
+    test = load_splits(run.config.data, run.config.seed).test
+    model = tuneforge.load(run.dir)
+    probs = model.predict_proba([e.text for e in test])
+    targets = encode_targets([e.label for e in test], model.labels.names, False)
+    reloaded_loss = _loss_from_probs(probs, targets, LabelSpace(model.labels.names, False))
+    assert reloaded_loss == pytest.approx(run.metrics["test"]["loss"], abs=1e-5)  # identical outputs
+    assert run.metrics["trainable_parameters"] < run.metrics["total_parameters"] / 5
+    if key in MERGEABLE:
+        merged = model.merged()
+        ids = TokenizedTexts(tokenize([e.text for e in test], model.tokenizer, 32), None)
+        np.testing.assert_allclose(predict_probs(merged, ids, 0, 64, False), probs, atol=1e-4)
+    else:
+        with pytest.raises(RunError, match="cannot be merged"):
+            model.merged()
+    if key == "adalora":
+        assert_ranks_were_reallocated(run.dir / "model", initial=6)
+
+
+@pytest.mark.parametrize("key", list(METHODS))
+def test_causal_lm_saves_reloads_and_merges(key, tiny_llama, corpus, tmp_path):
+    config = tiny_config(tiny_llama, corpus, tmp_path, task="causal_lm", method=METHODS[key],
+                         train={"max_steps": 8, "lr": 1e-2, "batch_size": 8}, lm={"eval_blocks": 16})
+    config["method"] = METHODS[key]
+    run = tuneforge.train(config)
+    model = tuneforge.load(run.dir)
+    loss = validation_loss(model.model, run)
+    assert loss == pytest.approx(run.metrics["validation"]["loss"], abs=1e-5)
+    if key in MERGEABLE:
+        assert validation_loss(model.merged(), run) == pytest.approx(loss, abs=1e-4)
+    if key == "adalora":
+        assert_ranks_were_reallocated(run.dir / "model", initial=6)
+
+
+def validation_loss(model, run) -> float:
+    from tuneforge.tasks.causal_lm import prepare
+
+    config = config_from_dict(json.loads(json.dumps(run.config.to_dict())))
+    data = prepare(config, tuneforge.load(run.dir).tokenizer)
+    return held_out_perplexity(model, data.validation, data.collate_eval, 8, _causal_nll)["loss"]
+
+
+def assert_ranks_were_reallocated(folder, initial: int) -> None:
+    """PEFT records the allocated ranks as a rank_pattern; a budget below init_r must have cut some."""
+    pattern = json.loads((folder / "adapter_config.json").read_text())["rank_pattern"]
+    assert pattern, "update_and_allocate never ran: no rank pattern"
+    ranks = [sum(mask) for mask in pattern.values()]
+    assert min(ranks) < initial and sum(ranks) < initial * len(ranks)
+
+
+def test_prompt_methods_refuse_masked_lm(tiny_bert, corpus, tmp_path):
+    config = tiny_config(tiny_bert, corpus, tmp_path, task="masked_lm", train={"max_steps": 2})
+    config["method"] = {"name": "prefix_tuning"}
+    with pytest.raises(ConfigError, match="not masked_lm"):
+        tuneforge.train(config)
+
+
+def test_adalora_needs_steps_to_allocate_in(tiny_bert, rt_csv, tmp_path):
+    config = tiny_config(tiny_bert, rt_csv, tmp_path, train={"max_steps": 2})
+    config["method"] = {"name": "adalora"}
+    with pytest.raises(ConfigError, match="at least 4 optimizer steps"):
+        tuneforge.train(config)
+
+
+def test_adalora_regulariser_is_part_of_the_loss(tiny_bert):
+    from transformers import AutoModelForSequenceClassification
+
+    from tuneforge.config import AdaLoraConfig
+    from tuneforge.methods import Target, apply_method, step_hooks
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
+    model = apply_method(model, AdaLoraConfig(init_r=4, target_r=2), Target(heads=("classifier",), total_steps=20))
+    hooks = step_hooks(model)
+    penalty = hooks.regularizer()
+    assert penalty.item() > 0 and penalty.requires_grad  # random A/B factors are far from orthogonal
+    assert hooks.after_step is not None
+    with torch.no_grad():
+        assert step_hooks(torch.nn.Linear(2, 2)).regularizer is None
