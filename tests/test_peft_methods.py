@@ -14,10 +14,10 @@ import tuneforge
 from tests.conftest import tiny_config
 from tuneforge.config import config_from_dict
 from tuneforge.data.splits import load_splits
+from tuneforge.data.text import TokenizedTexts, encode_targets, tokenize
 from tuneforge.errors import ConfigError, RunError
 from tuneforge.tasks.language_model import _causal_nll, held_out_perplexity
 from tuneforge.tasks.text_classification import LabelSpace, _loss_from_probs, predict_probs
-from tuneforge.data.text import TokenizedTexts, encode_targets, tokenize
 
 METHODS = {
     "lora": {"name": "lora", "r": 4},

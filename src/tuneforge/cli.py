@@ -155,7 +155,8 @@ def _export(args: argparse.Namespace) -> int:
     if not hasattr(model, "save_merged"):
         raise TuneforgeError(f"{args.run}: a {model.meta['task']} run has no adapters to merge")
     model.save_merged(out)
-    auto = "AutoModelForCausalLM" if model.meta["task"] in ("causal_lm", "sft") else "AutoModelForSequenceClassification"
+    causal = model.meta["task"] in ("causal_lm", "sft")
+    auto = "AutoModelForCausalLM" if causal else "AutoModelForSequenceClassification"
     print(f"wrote a plain transformers model (adapters merged) to {out}")
     print(f"load it with {auto}.from_pretrained('{out}')")
     return 0

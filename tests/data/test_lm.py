@@ -111,7 +111,8 @@ def test_one_text_file_is_split_by_blocks(tmp_path, gpt_tokenizer):
     path.write_text("word " * 2000, encoding="utf-8")
     documents = load_documents(DataConfig(dataset=None, train_file=str(path)), seed=0)
     assert documents.split_blocks and len(documents.train) == 1
-    train, validation, test = split_blocks(pack_causal([documents.train[0].text], gpt_tokenizer, 64), [0.8, 0.1, 0.1], 0)
+    blocks = pack_causal([documents.train[0].text], gpt_tokenizer, 64)
+    train, validation, test = split_blocks(blocks, [0.8, 0.1, 0.1], 0)
     assert len(validation) >= 1 and len(test) >= 1 and len(train) > len(validation)
 
 

@@ -277,7 +277,8 @@ def _report(run_dir: Path, config: Config, spec: PromptSpec, classifier: PromptC
     sections = {
         "Accuracy by number of in-context examples": _shots_table(by_shots),
         "Prompt": f"An example prompt (k = {min(2, config.prompt.shots)}):\n\n```text\n{example}\n```",
-        "Use it": f"```bash\ntuneforge predict {run_dir} \"some text\"\ntuneforge eval {run_dir} --data labelled.csv\n```",
+        "Use it": (f"```bash\ntuneforge predict {run_dir} \"some text\"\n"
+                   f"tuneforge eval {run_dir} --data labelled.csv\n```"),
     }
     write_report(run_dir / "report.md", title=f"tuneforge run {run_dir.name}", summary=summary, metrics=headline,
                  images=images, extra_sections=sections)
