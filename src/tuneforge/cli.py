@@ -261,7 +261,14 @@ def _compare(args: argparse.Namespace) -> int:
     from tuneforge.compare import compare, format_table
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    result = compare(args.config, methods, args.overrides, Path(args.out) if args.out else None)
+    per_method: dict[str, list[str]] = {}
+    for item in args.set or []:
+        method, sep, override = item.partition(":")
+        if not sep or "=" not in override:
+            raise TuneforgeError(f"--set {item}: expected METHOD:KEY=VALUE, e.g. full:train.lr=5e-5")
+        per_method.setdefault(method.strip(), []).append(override)
+    result = compare(args.config, methods, args.overrides, Path(args.out) if args.out else None,
+                     method_overrides=per_method)
     print(format_table(result.rows, result.metric))
     print(f"\ncomparison: {result.dir}/comparison.md (+ .csv, .png)")
     return 0 if all(not row.get("error") for row in result.rows) else 1
@@ -401,6 +408,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help=overrides_help + "; applied to every method")
     p.add_argument("--methods", default="full,freeze,topk,lora,adalora,ia3,prefix_tuning,prompt_tuning",
                    help="comma-separated methods (default: all eight)")
+    p.add_argument("--set", action="append", metavar="METHOD:KEY=VALUE",
+                   help="an override for one method only, e.g. full:train.lr=5e-5 (repeatable)")
     p.add_argument("--out", help="output folder (default: <output.dir>/compare-<name>-<timestamp>)")
     p.set_defaults(handler=_compare)
 

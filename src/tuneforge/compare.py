@@ -37,8 +37,12 @@ class Comparison:
 
 
 def compare(config: Config | dict | str | Path | None, methods: list[str], overrides: list[str] | None = None,
-            out: Path | None = None, progress: bool = True) -> Comparison:
+            out: Path | None = None, progress: bool = True,
+            method_overrides: dict[str, list[str]] | None = None) -> Comparison:
     """Train ``config`` once per method and write comparison.md/.csv/.json/.png into ``out``.
+
+    ``method_overrides`` apply to one method only (methods differ in their best learning rate:
+    ``{"full": ["train.lr=5e-5"]}``).
 
     ``out`` defaults to ``<output.dir>/compare-<name>-<timestamp>``; the runs themselves go to
     ``output.dir`` as usual, named ``<name>-<method>``. A failing method gets a row with its error.
@@ -48,7 +52,12 @@ def compare(config: Config | dict | str | Path | None, methods: list[str], overr
         TuneforgeError: ``out`` exists and is not empty.
     """
     base = _base_config(config, overrides)
-    configs = {method: _method_config(base, method) for method in dict.fromkeys(methods)}
+    method_overrides = method_overrides or {}
+    unknown = sorted(set(method_overrides) - set(methods))
+    if unknown:
+        raise ConfigError(f"settings given for methods not compared: {', '.join(unknown)}")
+    configs = {method: _method_config(base, method, method_overrides.get(method, []))
+               for method in dict.fromkeys(methods)}
     if not configs:
         raise ConfigError("no methods to compare; pass e.g. --methods full,freeze,lora")
     out = Path(out) if out else Path(base.output.dir) / f"compare-{base.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -90,8 +99,9 @@ def _base_config(config: Config | dict | str | Path | None, overrides: list[str]
     return load_config(config, overrides)
 
 
-def _method_config(base: Config, method: str) -> dict:
-    """The base config with ``method`` swapped in: its own settings if the base uses it, else defaults."""
+def _method_config(base: Config, method: str, overrides: list[str]) -> dict:
+    """The base config with ``method`` swapped in (its own settings if the base uses it, else defaults),
+    then this method's own overrides."""
     from tuneforge.methods import METHODS
 
     try:
@@ -102,6 +112,7 @@ def _method_config(base: Config, method: str) -> dict:
     if raw["method"]["name"] != method:
         raw["method"] = {"name": method}  # another method's keys (r, k...) would be unknown keys here
     raw["name"] = f"{base.name}-{method}"
+    raw = apply_overrides(raw, overrides)
     config_from_dict(raw, f"config for method '{method}'")  # fail now, not after the other runs
     return raw
 

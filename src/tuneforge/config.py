@@ -122,7 +122,7 @@ class LMConfig:
     random_replace_prob: float = _field(0.1, "masked_lm: share of selected tokens replaced by a random token.")
     whole_word_mask: bool = _field(False, "masked_lm: select whole words (all their sub-word tokens) at once.")
     eval_blocks: int | None = _field(
-        256, "Score at most this many validation/test blocks (evenly spaced); null = all of them."
+        256, "Score at most this many validation/test blocks (evenly spaced; sft: conversations); null = all."
     )
 
 
@@ -265,7 +265,7 @@ class Config:
     method: MethodConfig = _field(None, "How the model is adapted (`tuneforge list methods`).")
     train: TrainConfig = _field(None, "Optimisation.")
     eval: EvalConfig = _field(None, "Validation during training.")
-    lm: LMConfig = _field(None, "Language modelling (causal_lm, masked_lm).")
+    lm: LMConfig = _field(None, "Language modelling (causal_lm, masked_lm, sft).")
     sft: SFTConfig = _field(None, "Instruction tuning: which columns hold the conversation.")
     prompt: PromptConfig = _field(None, "Prompt-based zero/few-shot classification.")
     output: OutputConfig = _field(None, "Where results go and which loggers run.")

@@ -261,6 +261,9 @@ class SFTExamples(Dataset):
     def lengths(self) -> list[int]:
         return [len(ids) for ids in self.input_ids]
 
+    def subset(self, indices) -> SFTExamples:
+        return SFTExamples([self.input_ids[i] for i in indices], [self.labels[i] for i in indices])
+
 
 class SFTCollator:
     """Right-pads ids (pad token) and labels (-100) to the longest example of the batch."""

@@ -50,6 +50,7 @@ class LMData:
     sources: dict[str, str]
     notes: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)  # examples per split, for the summary
+    samples: list[tuple[list[dict], str]] = field(default_factory=list)  # held-out (conversation, reply)
 
 
 @dataclass
@@ -81,6 +82,7 @@ def run(task: LMTask, config: Config, resume: str | Path | None = None, resume_f
     data = task.prepare(config, tokenizer)  # every row validated before training starts
     check_block_length(model, config.data.max_length)
 
+    model.to(processes.device)  # perplexity before training is measured where training will run
     train_loader = _train_loader(data, config, task.grouped_batches)
     evaluate = _evaluator(task, data, config)
     before = {split: evaluate(model, split) for split in ("validation", "test") if _has(data, split)}
@@ -106,7 +108,24 @@ def run(task: LMTask, config: Config, resume: str | Path | None = None, resume_f
     if not processes.is_main_process:
         return Run(run_dir, {"task": config.task, **evaluation, **extras})
     save_lm(model, tokenizer, run_dir / "model", config)
+    samples = sample_replies(model, tokenizer, config, data.samples) if data.samples else None
+    if samples:
+        extras["sample_replies"] = samples
     return finish_lm_run(run_dir, config, data, evaluation, result.history, extras)
+
+
+def sample_replies(model: nn.Module, tokenizer, config: Config, samples: list[tuple[list[dict], str]]) -> dict:
+    """Greedy replies to held-out prompts next to the references: does the model answer as trained?"""
+    from tuneforge.tasks.generator import GenerationSettings, LanguageModel
+
+    generator = LanguageModel(model, tokenizer, {"system_prompt": None}, source="")
+    rows = []
+    for conversation, reference in samples:
+        budget = len(tokenizer(reference, add_special_tokens=False)["input_ids"]) + 16
+        reply = generator.generate(conversation, GenerationSettings(max_new_tokens=budget)).text.strip()
+        rows.append({"prompt": conversation[-1]["content"], "reference": reference, "reply": reply})
+    exact = sum(r["reply"] == r["reference"].strip() for r in rows) / len(rows)
+    return {"exact_match": exact, "rows": rows}
 
 
 # --------------------------------------------------------------------------- model
@@ -329,10 +348,23 @@ def finish_lm_run(run_dir: Path, config: Config, data: LMData, evaluation: dict[
     )
     table = ("| split | perplexity before | perplexity after | loss before | loss after | tokens scored |\n"
              "|---|---|---|---|---|---|\n" + rows)
+    sections = {"Held-out perplexity": table}
+    if "sample_replies" in extras:
+        sections["Sample replies to held-out prompts"] = _replies_table(extras["sample_replies"])
+    sections["Use it"] = _usage(run_dir, config)
     write_report(run_dir / "report.md", title=f"tuneforge run {run_dir.name}", summary=summary, metrics=headline,
-                 data_notes=data.notes, images={"Training curves": str(curves)},
-                 extra_sections={"Held-out perplexity": table, "Use it": _usage(run_dir, config)})
+                 data_notes=data.notes, images={"Training curves": str(curves)}, extra_sections=sections)
     return Run(run_dir, metrics)
+
+
+def _replies_table(samples: dict) -> str:
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")[:300]
+
+    rows = "\n".join(f"| {cell(r['prompt'])} | {cell(r['reference'])} | {cell(r['reply'])} |" for r in samples["rows"])
+    share = f"{samples['exact_match']:.0%} of {len(samples['rows'])}"
+    return (f"Greedy replies; exact match with the reference: {share}.\n\n"
+            "| prompt | reference | reply |\n|---|---|---|\n" + rows)
 
 
 def _usage(run_dir: Path, config: Config) -> str:

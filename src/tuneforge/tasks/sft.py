@@ -10,6 +10,8 @@ from tuneforge.errors import DataError
 from tuneforge.runs import Run
 from tuneforge.tasks.language_model import LMData, LMTask, run
 
+SAMPLE_REPLIES = 8  # held-out prompts answered in the report
+
 
 def train(config: Config, resume: str | Path | None = None, resume_force: bool = False) -> Run:
     """Tune a causal LM to answer like the training conversations; held-out response perplexity reported."""
@@ -23,6 +25,8 @@ def prepare(config: Config, tokenizer) -> LMData:
     for split in ("train", "validation", "test"):
         examples, stats = encode_all(getattr(conversations, split), tokenizer, config.data.max_length,
                                      config.sft.on_too_long)
+        if split != "train" and config.lm.eval_blocks is not None:
+            examples = examples.subset(range(min(len(examples), config.lm.eval_blocks)))
         splits[split] = examples
         if stats.truncated or stats.dropped:
             notes.append(f"{split}: {stats.truncated:,} conversations truncated to {config.data.max_length} tokens, "
@@ -38,8 +42,10 @@ def prepare(config: Config, tokenizer) -> LMData:
         notes.append(f"{conversations.skipped_rows:,} rows skipped (data.on_bad_rows: skip): {reasons}.")
     collate = SFTCollator(tokenizer.pad_token_id or 0)
     counts = {split: len(examples) for split, examples in splits.items()}
+    held_out = conversations.test or conversations.validation
+    samples = [(c.messages[:-1], c.messages[-1]["content"]) for c in held_out[:SAMPLE_REPLIES]]
     return LMData(splits["train"], splits["validation"], splits["test"], collate, collate,
-                  splits["train"].lengths(), conversations.sources, notes, counts)
+                  splits["train"].lengths(), conversations.sources, notes, counts, samples)
 
 
 TASK = LMTask("sft", "AutoModelForCausalLM", "CAUSAL_LM", prepare, grouped_batches=True)
