@@ -126,3 +126,18 @@ def test_prompt_label_words_must_cover_the_classes(tiny_llama, rt_csv, tmp_path)
                          prompt={"label_words": {"positive": "great"}})
     with pytest.raises(ConfigError, match="missing \\['negative'\\]"):
         tuneforge.train(config)
+
+
+def test_causal_lm_resumes_exactly_from_a_checkpoint(tiny_llama, corpus, tmp_path):
+    from safetensors.torch import load_file
+
+    config = tiny_config(tiny_llama, corpus, tmp_path, task="causal_lm",
+                         train={"max_steps": 8, "lr": 3e-3, "batch_size": 8, "checkpoint": {"every": 4, "keep_last": 3}})
+    config["deterministic"] = True
+    run = tuneforge.train(config)
+    uninterrupted = load_file(run.model_dir / "model.safetensors")
+    resumed = tuneforge.train(config, resume=run.dir / "checkpoints" / "step-00000004")
+    assert resumed.dir == run.dir
+    again = load_file(run.model_dir / "model.safetensors")
+    assert all((uninterrupted[k] == again[k]).all() for k in uninterrupted)
+    assert resumed.metrics["validation"]["loss"] == pytest.approx(run.metrics["validation"]["loss"], abs=1e-6)
