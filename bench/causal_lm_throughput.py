@@ -68,7 +68,8 @@ def _window(times: dict[int, float], warmup: int, total: int) -> float:
 # --------------------------------------------------------------------------- arms (run in subprocesses)
 
 
-def run_tuneforge(model: str, method: str, steps: int, warmup: int, batch: int, block: int) -> dict:
+def run_tuneforge(model: str, method: str, steps: int, warmup: int, batch: int, block: int, precision: str,
+                  checkpointing: bool) -> dict:
     import tuneforge
 
     total = warmup + steps
@@ -80,7 +81,7 @@ def run_tuneforge(model: str, method: str, steps: int, warmup: int, batch: int, 
         "lm": {"eval_blocks": EVAL_BLOCKS},
         "train": {"max_steps": total, "batch_size": batch, "lr": LR[method], "weight_decay": WEIGHT_DECAY,
                   "warmup_ratio": WARMUP_RATIO, "scheduler": "linear", "max_grad_norm": 1.0,
-                  "precision": "fp32", "log_every": 1},
+                  "precision": precision, "gradient_checkpointing": checkpointing, "log_every": 1},
         "eval": {"every": total},  # one evaluation (and so one checkpoint), after the last step
         "output": {"dir": "/tmp/tuneforge-bench-runs", "progress": False, "tensorboard": False},
     }
@@ -99,7 +100,8 @@ def run_tuneforge(model: str, method: str, steps: int, warmup: int, batch: int, 
             "train_blocks": metrics["counts"]["train blocks"], "peak_rss_mb": _peak_rss_mb()}
 
 
-def run_trainer(model_name: str, method: str, steps: int, warmup: int, batch: int, block: int) -> dict:
+def run_trainer(model_name: str, method: str, steps: int, warmup: int, batch: int, block: int, precision: str,
+                checkpointing: bool) -> dict:
     """The plain script: packed blocks, AutoModelForCausalLM, Trainer with the LM collator."""
     import torch
     from transformers import (
@@ -154,7 +156,9 @@ def run_trainer(model_name: str, method: str, steps: int, warmup: int, batch: in
                              learning_rate=LR[method], max_steps=total, warmup_steps=_warmup_lr_steps(total),
                              weight_decay=WEIGHT_DECAY, lr_scheduler_type="linear", max_grad_norm=1.0,
                              save_strategy="no", eval_strategy="no", report_to=[], logging_steps=1, seed=SEED,
-                             use_cpu=not torch.cuda.is_available(), disable_tqdm=True)
+                             use_cpu=not torch.cuda.is_available(), disable_tqdm=True, bf16=precision == "bf16",
+                             gradient_checkpointing=checkpointing,
+                             gradient_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None)
     trainer = Trainer(model=model, args=args, train_dataset=train,
                       data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False), callbacks=[StepTimes()])
     output = trainer.train()
@@ -200,7 +204,8 @@ def _model_shape(model: str) -> tuple[int, int]:
 def _arm(name: str, args: argparse.Namespace) -> dict:
     return run_worker(__file__, "--worker", name, "--model", args.model, "--steps", str(args.steps),
                       "--warmup", str(args.warmup), "--batch-size", str(args.batch_size),
-                      "--block-size", str(args.block_size), label=name)
+                      "--block-size", str(args.block_size), "--precision", args.precision,
+                      *(["--gradient-checkpointing"] if args.gradient_checkpointing else []), label=name)
 
 
 def main() -> None:
@@ -213,12 +218,17 @@ def main() -> None:
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated subset of {', '.join(ARMS)}")
     parser.add_argument("--repeats", type=int, default=1,
                         help="rounds of all arms (order reversed every other round); each arm's fastest is shown")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="both sides: bf16 autocast (tuneforge train.precision, Trainer bf16=True)")
+    parser.add_argument("--gradient-checkpointing", action="store_true",
+                        help="both sides: recompute activations in the backward pass (less memory)")
     parser.add_argument("--worker", choices=ARMS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         library, method = args.worker.split("-")
         arm = run_tuneforge if library == "tuneforge" else run_trainer
-        print(json.dumps(arm(args.model, method, args.steps, args.warmup, args.batch_size, args.block_size)))
+        print(json.dumps(arm(args.model, method, args.steps, args.warmup, args.batch_size, args.block_size,
+                             args.precision, args.gradient_checkpointing)))
         return
 
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
@@ -239,7 +249,9 @@ def main() -> None:
     tokens = args.steps * args.batch_size * args.block_size
 
     blocks = next(iter(results.values()))["train_blocks"]
-    print(f"causal LM training, {args.model} fp32 on shakespeare ({blocks:,} packed training blocks): "
+    memory = ", gradient checkpointing" if args.gradient_checkpointing else ""
+    print(f"causal LM training, {args.model} {args.precision}{memory} on shakespeare "
+          f"({blocks:,} packed training blocks): "
           f"{args.steps} timed steps after {args.warmup} warmup, batch {args.batch_size} x block "
           f"{args.block_size} ({tokens:,} tokens timed per arm)")
     print(f"matrix-product peak measured now: {peak:.1f} GFLOP/s (fp32 2048x2048 mm; {peak_before:.1f} before "

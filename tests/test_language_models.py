@@ -141,3 +141,12 @@ def test_causal_lm_resumes_exactly_from_a_checkpoint(tiny_llama, corpus, tmp_pat
     again = load_file(run.model_dir / "model.safetensors")
     assert all((uninterrupted[k] == again[k]).all() for k in uninterrupted)
     assert resumed.metrics["validation"]["loss"] == pytest.approx(run.metrics["validation"]["loss"], abs=1e-6)
+
+
+def test_gradient_checkpointing_changes_memory_not_results(tiny_llama, corpus, tmp_path):
+    runs = [tuneforge.train(tiny_config(tiny_llama, corpus, tmp_path / str(on), task="causal_lm",
+                                        train={"max_steps": 4, "lr": 3e-3, "batch_size": 8,
+                                               "gradient_checkpointing": on}))
+            for on in (False, True)]
+    losses = [run.metrics["validation"]["loss"] for run in runs]
+    assert losses[0] == pytest.approx(losses[1], abs=1e-5)

@@ -40,6 +40,7 @@ def test_sft_teaches_the_answer_format_on_held_out_prompts(tmp_path):
     tuned = tuneforge.load(run.dir)
     replies = [tuned.generate(p, settings).text.strip() for p in prompts]
     after = sum(follows_format(reply) for reply in replies)
+    print(f"format followed: {before}/10 before tuning, {after}/10 after")
     assert after == len(prompts), replies
     assert before < len(prompts) / 2, f"the base model already followed the format {before}/10 times"
     assert run.metrics["validation"]["loss"] < run.metrics["validation"]["loss_before"]

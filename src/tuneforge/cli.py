@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         args.prompt, extra = extra[0], []
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    _quiet_libraries()
+    quiet_libraries()
     if not hasattr(args, "handler"):
         parser.print_help()
         return 1
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     """Keep the terminal for tuneforge's own progress: library load reports and deprecations are noise here."""
     import warnings
 

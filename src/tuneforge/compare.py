@@ -139,6 +139,9 @@ def _run_isolated(raw: dict, method: str, preferred: str | None) -> dict:
 
 def _child(raw: dict, method: str, preferred: str | None, sender) -> None:
     from tuneforge.api import train
+    from tuneforge.cli import quiet_libraries
+
+    quiet_libraries()  # a spawned process starts fresh: quiet its library logging as the CLI does
 
     row: dict = {"method": method}
     start = time.perf_counter()

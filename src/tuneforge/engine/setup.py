@@ -53,6 +53,16 @@ def make_accelerator(config: Config, run_dir: Path | None) -> Accelerator:
     return accelerator
 
 
+def apply_memory_settings(model, config: Config) -> None:
+    """``train.gradient_checkpointing``: transformers' own, non-reentrant so frozen inputs (adapters) work."""
+    if not config.train.gradient_checkpointing:
+        return
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        raise ConfigError(f"train.gradient_checkpointing: {type(model).__name__} does not support it; set it false")
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False  # a KV cache means nothing when activations are recomputed
+
+
 def _precision(setting: str) -> str:
     if setting == "fp32":
         return "no"

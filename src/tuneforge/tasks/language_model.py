@@ -26,7 +26,7 @@ from tuneforge.assets.datasets import check_dataset_task
 from tuneforge.config import Config
 from tuneforge.data.text import SeededBatches
 from tuneforge.engine.loop import FitResult, fit, planned_steps
-from tuneforge.engine.setup import make_accelerator, process_state, seed_everything
+from tuneforge.engine.setup import apply_memory_settings, make_accelerator, process_state, seed_everything
 from tuneforge.errors import ConfigError, RegistryError
 from tuneforge.evaluation.plots import plot_training_curves
 from tuneforge.evaluation.report import write_report
@@ -81,6 +81,7 @@ def run(task: LMTask, config: Config, resume: str | Path | None = None, resume_f
     tokenizer, model, new = build_lm(config.model.name, task)
     data = task.prepare(config, tokenizer)  # every row validated before training starts
     check_block_length(model, config.data.max_length)
+    apply_memory_settings(model, config)
 
     model.to(processes.device)  # perplexity before training is measured where training will run
     train_loader = _train_loader(data, config, task.grouped_batches)

@@ -33,7 +33,7 @@ from tuneforge.data.text import (
     tokenize,
 )
 from tuneforge.engine.loop import FitResult, fit, planned_steps
-from tuneforge.engine.setup import make_accelerator, process_state, seed_everything
+from tuneforge.engine.setup import apply_memory_settings, make_accelerator, process_state, seed_everything
 from tuneforge.errors import ConfigError, RegistryError
 from tuneforge.evaluation.metrics import classification_metrics, multilabel_metrics, tune_thresholds
 from tuneforge.methods import Target, apply_method, count_parameters, describe_trainable, head_module_names
@@ -67,6 +67,7 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
 
     tokenizer, model = build_model(config.model.name, labels)
     _check_max_length(model, config.data.max_length)
+    apply_memory_settings(model, config)
     datasets = {
         name: _dataset(rows, tokenizer, labels, config.data.max_length)
         for name, rows in (("train", splits.train), ("validation", splits.validation), ("test", splits.test))
