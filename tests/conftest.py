@@ -54,6 +54,16 @@ def rt_rows() -> list[dict]:
         return [json.loads(line) for line in handle]
 
 
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory, rt_rows):
+    """20 documents of real text (concatenated movie-review sentences)."""
+    folder = tmp_path_factory.mktemp("corpus")
+    for i in range(20):
+        text = " ".join(row["text"] for row in rt_rows[i * 15 : (i + 1) * 15])
+        (folder / f"reviews{i:02d}.txt").write_text(text, encoding="utf-8")
+    return folder
+
+
 @pytest.fixture
 def rt_csv(tmp_path, rt_rows) -> Path:
     """A 400-row CSV of real, balanced rt-sentences rows."""

@@ -13,16 +13,6 @@ from tuneforge.tasks.generator import GenerationSettings, LanguageModel
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory, rt_rows):
-    """20 documents of real text (concatenated movie-review sentences)."""
-    folder = tmp_path_factory.mktemp("corpus")
-    for i in range(20):
-        text = " ".join(row["text"] for row in rt_rows[i * 15 : (i + 1) * 15])
-        (folder / f"reviews{i:02d}.txt").write_text(text, encoding="utf-8")
-    return folder
-
-
-@pytest.fixture(scope="module")
 def causal_run(tiny_llama, corpus, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("causal")
     return tuneforge.train(tiny_config(tiny_llama, corpus, tmp, task="causal_lm",
@@ -132,7 +122,8 @@ def test_causal_lm_resumes_exactly_from_a_checkpoint(tiny_llama, corpus, tmp_pat
     from safetensors.torch import load_file
 
     config = tiny_config(tiny_llama, corpus, tmp_path, task="causal_lm",
-                         train={"max_steps": 8, "lr": 3e-3, "batch_size": 8, "checkpoint": {"every": 4, "keep_last": 3}})
+                         train={"max_steps": 8, "lr": 3e-3, "batch_size": 8,
+                                "checkpoint": {"every": 4, "keep_last": 3}})
     config["deterministic"] = True
     run = tuneforge.train(config)
     uninterrupted = load_file(run.model_dir / "model.safetensors")
@@ -150,3 +141,11 @@ def test_gradient_checkpointing_changes_memory_not_results(tiny_llama, corpus, t
             for on in (False, True)]
     losses = [run.metrics["validation"]["loss"] for run in runs]
     assert losses[0] == pytest.approx(losses[1], abs=1e-5)
+
+
+def test_eval_and_predict_on_a_language_model_run(causal_run, corpus, capsys):
+    assert main(["eval", str(causal_run.dir), "--data", str(corpus)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("perplexity ") and "tokens of" in out
+    assert main(["predict", str(causal_run.dir), "some text"]) == 2
+    assert "generates text" in capsys.readouterr().err

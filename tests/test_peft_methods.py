@@ -30,15 +30,6 @@ METHODS = {
 MERGEABLE = {"lora", "dora", "adalora", "ia3"}
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory, rt_rows):
-    folder = tmp_path_factory.mktemp("corpus")
-    for i in range(20):
-        text = " ".join(row["text"] for row in rt_rows[i * 15 : (i + 1) * 15])
-        (folder / f"reviews{i:02d}.txt").write_text(text, encoding="utf-8")
-    return folder
-
-
 @pytest.mark.parametrize("key", list(METHODS))
 def test_classifier_saves_reloads_and_merges(key, tiny_bert, rt_csv, tmp_path):
     config = tiny_config(tiny_bert, rt_csv, tmp_path, method=METHODS[key], train={"max_steps": 8, "lr": 1e-2})

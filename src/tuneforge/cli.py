@@ -113,6 +113,9 @@ def _predict(args: argparse.Namespace) -> int:
     if bool(args.texts) == bool(args.file):
         raise TuneforgeError("give either texts to classify or --file FILE (not both, not neither)")
     model = load(args.run)
+    if not hasattr(model, "predict"):
+        raise TuneforgeError(f"{args.run} is a language-model run: it generates text (tuneforge generate "
+                             f"{args.run} \"...\"); predict classifies with a classification run")
     if args.file:
         source = Path(args.file)
         out = Path(args.out) if args.out else source.with_suffix(".predictions.csv")
@@ -134,6 +137,16 @@ def _eval(args: argparse.Namespace) -> int:
     from tuneforge.tasks.text_io import evaluate_file
 
     model = load(args.run)
+    if hasattr(model, "generate"):  # a causal-LM run: perplexity on new text
+        from tuneforge.tasks.language_model import text_perplexity
+
+        result = text_perplexity(model, Path(args.data), args.text_column or "text", args.on_bad_rows)
+        print(f"perplexity {result['perplexity']:.2f} (loss {result['loss']:.4f} nats/token) over "
+              f"{int(result['tokens']):,} tokens of {args.data}")
+        return 0
+    if not hasattr(model, "predict"):
+        raise TuneforgeError(f"{args.run}: evaluating a {getattr(model, 'meta', {}).get('task', 'masked_lm')} run "
+                             "is not supported; its report has held-out perplexity")
     out = Path(args.out) if args.out else None
     metrics, out_dir = evaluate_file(model, Path(args.data), out, args.text_column, args.label_column,
                                      args.on_bad_rows, args.force)
@@ -368,9 +381,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.set_defaults(handler=_predict)
 
-    p = sub.add_parser("eval", help="evaluate a trained run on new labelled data, with the full report")
+    p = sub.add_parser("eval", help="evaluate a run on new labelled data (full report), or an LM run's perplexity "
+                                    "on new text")
     p.add_argument("run", help="run directory")
-    p.add_argument("--data", required=True, help="labelled CSV/TSV/JSONL/Parquet file")
+    p.add_argument("--data", required=True,
+                   help="labelled CSV/TSV/JSONL/Parquet file (language models: .txt, folder or text column)")
     p.add_argument("--out", help="report folder (default: RUN/eval-<timestamp>)")
     p.add_argument("--text-column", help="default: the one used in training")
     p.add_argument("--label-column", help="default: the one used in training")

@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 from tuneforge.config import Config, SFTConfig
 from tuneforge.data.formats import check_file, load_table
 from tuneforge.data.readers import Problem, _convert_text, _missing_columns_message, detect_format
+from tuneforge.data.splits import resolve_files
 from tuneforge.data.validation import count_bad_rows, format_problems, summarize_skipped
 from tuneforge.errors import DataError
 
@@ -56,7 +57,7 @@ def load_conversations(config: Config) -> Conversations:
         DataError: listing bad rows (unless ``data.on_bad_rows: skip``), or missing columns.
     """
     data = config.data
-    files = _files(config)
+    files = resolve_files(data)
     read = {split: read_conversations(path, config.sft, data.format if data.train_file else "jsonl")
             for split, path in files.items()}
     problems = [p for _, found, _ in read.values() for p in found]
@@ -71,20 +72,6 @@ def load_conversations(config: Config) -> Conversations:
     if not parts[0] or not parts[1]:
         raise DataError(f"too few usable conversations in {sources['train']} for training and validation")
     return Conversations(*parts, sources, summarize_skipped(problems), count_bad_rows(problems), total)
-
-
-def _files(config: Config) -> dict[str, Path]:
-    data = config.data
-    if data.train_file:
-        files = {"train": Path(data.train_file)}
-        files |= {split: Path(name) for split, name in (("validation", data.validation_file),
-                                                         ("test", data.test_file)) if name}
-        return files
-    if not data.dataset:
-        raise DataError("no data: set data.dataset (see `tuneforge list datasets`) or data.train_file")
-    from tuneforge.assets import dataset_file
-
-    return {"train": dataset_file(data.dataset)}
 
 
 def read_conversations(path: Path, sft: SFTConfig, fmt: str | None) -> tuple[list[Conversation], list[Problem], int]:

@@ -19,6 +19,7 @@ import torch
 
 from tuneforge.config import DataConfig, LMConfig
 from tuneforge.data.readers import Example, Problem, read_examples
+from tuneforge.data.splits import resolve_files
 from tuneforge.data.text import PadCollator, TokenizedTexts
 from tuneforge.data.validation import count_bad_rows, format_problems, summarize_skipped
 from tuneforge.errors import DataError
@@ -46,7 +47,7 @@ def load_documents(data: DataConfig, seed: int) -> Documents:
     Raises:
         DataError: listing bad documents/rows (unless ``data.on_bad_rows: skip``), or no text at all.
     """
-    files = _files(data)
+    files = resolve_files(data)
     read = {split: _read_source(path, data) for split, path in files.items()}
     problems = [p for examples, found in read.values() for p in found]
     total = sum(len(examples) for examples, _ in read.values()) + count_bad_rows(problems)
@@ -61,20 +62,6 @@ def load_documents(data: DataConfig, seed: int) -> Documents:
     if not documents.train:
         raise DataError(f"no usable text in {sources['train']}")
     return documents
-
-
-def _files(data: DataConfig) -> dict[str, Path]:
-    if data.train_file:
-        files = {"train": Path(data.train_file)}
-        for split, name in (("validation", data.validation_file), ("test", data.test_file)):
-            if name:
-                files[split] = Path(name)
-        return files
-    if not data.dataset:
-        raise DataError("no data: set data.dataset (see `tuneforge list datasets`) or data.train_file")
-    from tuneforge.assets import dataset_file
-
-    return {"train": dataset_file(data.dataset)}
 
 
 def _read_source(path: Path, data: DataConfig) -> tuple[list[Example], list[Problem]]:

@@ -41,7 +41,7 @@ def load_splits(data: DataConfig, seed: int) -> Splits:
     Raises:
         DataError: listing the bad rows (first 20 and a count) unless ``data.on_bad_rows`` is skip.
     """
-    files = _resolve_files(data)
+    files = resolve_files(data)
     results = {split: _read(path, data) for split, path in files.items()}
     problems = [p for result in results.values() for p in result.problems]
     total_rows = sum(result.total_rows for result in results.values())
@@ -67,7 +67,8 @@ def load_splits(data: DataConfig, seed: int) -> Splits:
 _INDEX = {"train": 0, "validation": 1, "test": 2}
 
 
-def _resolve_files(data: DataConfig) -> dict[str, Path]:
+def resolve_files(data: DataConfig) -> dict[str, Path]:
+    """Split -> file: the given files, or the prepared file of the built-in dataset (train only)."""
     if data.train_file:
         files = {"train": Path(data.train_file)}
         for split, name in (("validation", data.validation_file), ("test", data.test_file)):

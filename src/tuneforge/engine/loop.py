@@ -45,6 +45,19 @@ class FitResult:
     samples_per_second: float = 0.0
     nonfinite_skipped: int = 0
 
+    def summary(self) -> dict:
+        """The figures a run's metrics.json and report show."""
+        return {
+            "steps": self.steps,
+            "best_step": self.best_step,
+            "best_validation_metric": self.best_metric,
+            "stopped_early": self.stopped_early,
+            "train_seconds": round(self.train_seconds, 2),
+            "eval_seconds": round(self.eval_seconds, 2),
+            "train_samples_per_second": round(self.samples_per_second, 2),
+            "nonfinite_batches_skipped": self.nonfinite_skipped,
+        }
+
 
 def higher_is_better(metric: str) -> bool:
     return not any(word in metric for word in ("loss", "perplexity", "error"))

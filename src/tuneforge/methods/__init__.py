@@ -260,7 +260,7 @@ METHODS.register("topk", "train the last k transformer layers (method.k) and the
 METHODS.register("lora", "low-rank adapters through PEFT (method.r, alpha, target_modules, dora); <1% trainable",
                  _lora)
 METHODS.register("adalora", "LoRA with ranks reallocated by importance during training (PEFT AdaLoRA)", _adalora)
-METHODS.register("ia3", "(IA)3: learned scaling vectors on keys, values and FFN (PEFT); fewest parameters", _ia3)
+METHODS.register("ia3", "(IA)3: learned scaling vectors on keys, values and FFN (PEFT); ~0.1% trainable", _ia3)
 METHODS.register("prefix_tuning", "trained key/value prefixes in every layer (PEFT); base model untouched",
                  _prefix_tuning)
 METHODS.register("prompt_tuning", "trained soft-prompt embeddings before the input (PEFT)", _prompt_tuning)

@@ -20,6 +20,7 @@ from transformers.generation.streamers import BaseStreamer
 from tuneforge.assets import resolve_model
 from tuneforge.errors import ConfigError, RunError
 from tuneforge.runs import open_run
+from tuneforge.tasks.merging import merge_adapters, save_merged
 
 Messages = list[dict[str, str]]
 
@@ -116,6 +117,7 @@ class LanguageModel:
         text = self.format_chat(prompt) if isinstance(prompt, list) else prompt
         # the chat template already starts with its own special tokens
         encoded = self.tokenizer(text, return_tensors="pt", add_special_tokens=not isinstance(prompt, list))
+        encoded = {key: value.to(self.model.device) for key, value in encoded.items()}
         if settings.seed is not None:
             torch.manual_seed(settings.seed)
         stream = _StopAwareStream(self.tokenizer, settings.stop, on_text)
@@ -133,19 +135,11 @@ class LanguageModel:
 
     def merged(self):
         """The plain transformers model, adapters folded into the weights (a no-op without adapters)."""
-        if not self.meta["adapter"]:
-            return self.model
-        if self.meta["method"] in ("prefix_tuning", "prompt_tuning"):
-            raise RunError(f"a {self.meta['method']} adapter adds virtual tokens to every input and cannot be "
-                           "merged into the weights; load the run with tuneforge (or PEFT) instead")
-        return self.model.merge_and_unload()
+        return merge_adapters(self.model, self.meta)
 
     def save_merged(self, folder: Path) -> None:
         """A plain HF folder that transformers and ``tuneforge generate`` both load."""
-        self.merged().save_pretrained(folder)
-        self.tokenizer.save_pretrained(folder)
-        meta = self.meta | {"adapter": False, "method": f"{self.meta['method']} (merged)"}
-        (folder / "tuneforge.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        save_merged(self.model, self.tokenizer, self.meta, folder)
 
 
 def _sampling_arguments(settings: GenerationSettings, tokenizer) -> dict:

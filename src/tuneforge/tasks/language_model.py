@@ -25,7 +25,7 @@ from tuneforge.assets import MODELS, resolve_model
 from tuneforge.assets.datasets import check_dataset_task
 from tuneforge.config import Config
 from tuneforge.data.text import SeededBatches
-from tuneforge.engine.loop import FitResult, fit, planned_steps
+from tuneforge.engine.loop import fit, planned_steps
 from tuneforge.engine.setup import apply_memory_settings, make_accelerator, process_state, seed_everything
 from tuneforge.errors import ConfigError, RegistryError
 from tuneforge.evaluation.plots import plot_training_curves
@@ -104,18 +104,18 @@ def run(task: LMTask, config: Config, resume: str | Path | None = None, resume_f
     model = accelerator.unwrap_model(model).eval()
     evaluation = {split: evaluate(model, split) | {f"{k}_before": v for k, v in before[split].items()}
                   for split in before}
-    extras = {"trainable_parameters": trainable, "total_parameters": total, "fit": fit_summary(result),
+    extras = {"trainable_parameters": trainable, "total_parameters": total, "fit": result.summary(),
               "counts": data.counts}
     if not processes.is_main_process:
         return Run(run_dir, {"task": config.task, **evaluation, **extras})
     save_lm(model, tokenizer, run_dir / "model", config)
-    samples = sample_replies(model, tokenizer, config, data.samples) if data.samples else None
+    samples = sample_replies(model, tokenizer, data.samples) if data.samples else None
     if samples:
         extras["sample_replies"] = samples
     return finish_lm_run(run_dir, config, data, evaluation, result.history, extras)
 
 
-def sample_replies(model: nn.Module, tokenizer, config: Config, samples: list[tuple[list[dict], str]]) -> dict:
+def sample_replies(model: nn.Module, tokenizer, samples: list[tuple[list[dict], str]]) -> dict:
     """Greedy replies to held-out prompts next to the references: does the model answer as trained?"""
     from tuneforge.tasks.generator import GenerationSettings, LanguageModel
 
@@ -277,19 +277,6 @@ def _run_dir(config: Config, resume, resume_force: bool, processes) -> tuple[Pat
     return run_dir, checkpoint
 
 
-def fit_summary(result: FitResult) -> dict:
-    return {
-        "steps": result.steps,
-        "best_step": result.best_step,
-        "best_validation_metric": result.best_metric,
-        "stopped_early": result.stopped_early,
-        "train_seconds": round(result.train_seconds, 2),
-        "eval_seconds": round(result.eval_seconds, 2),
-        "train_samples_per_second": round(result.samples_per_second, 2),
-        "nonfinite_batches_skipped": result.nonfinite_skipped,
-    }
-
-
 def save_lm(model: nn.Module, tokenizer, folder: Path, config: Config) -> None:
     """An HF folder (safetensors) or a PEFT adapter folder, the tokenizer, and tuneforge.json."""
     from tuneforge.tasks.text_classification import _portable_model_name
@@ -307,6 +294,19 @@ def save_lm(model: nn.Module, tokenizer, folder: Path, config: Config) -> None:
         "system_prompt": config.sft.system_prompt if config.task == "sft" else None,
     }
     (folder / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+
+def text_perplexity(model, path: Path, text_column: str = "text", on_bad_rows: str = "error") -> dict[str, float]:
+    """Perplexity of a causal-LM run (a ``LanguageModel``) on new text, packed as in training."""
+    from tuneforge.config import DataConfig
+    from tuneforge.data.lm import CausalCollator, load_documents, pack_causal
+
+    data = DataConfig(dataset=None, train_file=str(path), text_column=text_column, split=[1.0, 0.0, 0.0],
+                      on_bad_rows=on_bad_rows)
+    documents = load_documents(data, seed=0)
+    blocks = pack_causal([d.text for d in documents.train], model.tokenizer, model.meta["max_length"])
+    collate = CausalCollator(model.tokenizer.pad_token_id or 0)
+    return held_out_perplexity(model.model, blocks, collate, 8, _causal_nll)
 
 
 def load_masked_lm(run_dir: str | Path) -> nn.Module:

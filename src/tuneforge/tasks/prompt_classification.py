@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate import PartialState
 from tqdm.auto import tqdm
 
 from tuneforge.config import Config
@@ -140,7 +141,7 @@ class PromptClassifier:
 
     def __init__(self, model, tokenizer, spec: PromptSpec, labels: list[str], demos: list[dict], shots: int,
                  meta: dict, source: Path) -> None:
-        self.model, self.tokenizer = model.eval(), tokenizer
+        self.model, self.tokenizer = model.eval().to(PartialState().device), tokenizer
         self.spec, self.demos, self.shots = spec, demos, shots
         self.labels = LabelSpace(labels, multi_label=False)
         self.meta, self.source = meta, source
@@ -218,7 +219,9 @@ def label_log_likelihoods(model, tokenizer, prompts: list[str], words: list[str]
         ids = torch.tensor([[pad] * (width - len(s)) + s for _, _, s in chunk])
         mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for _, _, s in chunk])
         positions = (mask.cumsum(1) - 1).clamp(min=0)
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
+        device = model.device
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                       logits_to_keep=keep).logits
         logprobs = torch.log_softmax(logits.float(), dim=-1)
         for row, (n, c, _) in enumerate(chunk):
             if single:

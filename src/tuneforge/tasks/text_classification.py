@@ -32,7 +32,7 @@ from tuneforge.data.text import (
     encode_targets,
     tokenize,
 )
-from tuneforge.engine.loop import FitResult, fit, planned_steps
+from tuneforge.engine.loop import fit, planned_steps
 from tuneforge.engine.setup import apply_memory_settings, make_accelerator, process_state, seed_everything
 from tuneforge.errors import ConfigError, RegistryError
 from tuneforge.evaluation.metrics import classification_metrics, multilabel_metrics, tune_thresholds
@@ -106,7 +106,7 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
     model = accelerator.unwrap_model(model).eval()
 
     evaluation, thresholds = _final_evaluation(model, datasets, pad_id, config, labels)
-    extras = {"trainable_parameters": trainable, "total_parameters": total, "fit": _fit_summary(result)}
+    extras = {"trainable_parameters": trainable, "total_parameters": total, "fit": result.summary()}
     if not processes.is_main_process:  # one process writes the model and the report
         return Run(run_dir, {"task": config.task, **evaluation, **extras})
     save_model(model, tokenizer, run_dir / "model", config, labels, thresholds)
@@ -272,19 +272,6 @@ def _final_evaluation(model, datasets: dict[str, TokenizedTexts], pad_id: int, c
         evaluation[split] = score(split_probs, datasets[split].targets, labels, thresholds)
         evaluation[split]["loss"] = _loss_from_probs(split_probs, datasets[split].targets, labels)
     return evaluation, thresholds
-
-
-def _fit_summary(result: FitResult) -> dict:
-    return {
-        "steps": result.steps,
-        "best_step": result.best_step,
-        "best_validation_metric": result.best_metric,
-        "stopped_early": result.stopped_early,
-        "train_seconds": round(result.train_seconds, 2),
-        "eval_seconds": round(result.eval_seconds, 2),
-        "train_samples_per_second": round(result.samples_per_second, 2),
-        "nonfinite_batches_skipped": result.nonfinite_skipped,
-    }
 
 
 # --------------------------------------------------------------------------- saving

@@ -11,8 +11,8 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from tuneforge.data.text import TokenizedTexts, tokenize
-from tuneforge.errors import RunError
 from tuneforge.runs import open_run
+from tuneforge.tasks.merging import merge_adapters, save_merged
 from tuneforge.tasks.text_classification import META_FILE, LabelSpace, build_model, decide, predict_probs
 
 
@@ -66,16 +66,8 @@ class TextClassifier:
 
     def merged(self) -> nn.Module:
         """The plain transformers model: adapters folded into the base weights (a no-op without them)."""
-        if not self.meta["adapter"]:
-            return self.model
-        if self.meta["method"] in ("prefix_tuning", "prompt_tuning"):
-            raise RunError(f"a {self.meta['method']} adapter adds virtual tokens to every input and cannot be "
-                           "merged into the weights; load the run with tuneforge (or PEFT) instead")
-        return self.model.merge_and_unload()
+        return merge_adapters(self.model, self.meta)
 
     def save_merged(self, folder: Path) -> None:
         """A plain HF folder that both transformers and ``tuneforge predict/eval`` load."""
-        self.merged().save_pretrained(folder)
-        self.tokenizer.save_pretrained(folder)
-        meta = self.meta | {"adapter": False, "method": f"{self.meta['method']} (merged)"}
-        (folder / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        save_merged(self.model, self.tokenizer, self.meta, folder)

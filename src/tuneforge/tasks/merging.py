@@ -1,0 +1,30 @@
+"""Folding adapters into a plain model, shared by every loaded run that has adapters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from torch import nn
+
+from tuneforge.errors import RunError
+
+UNMERGEABLE = ("prefix_tuning", "prompt_tuning")  # their virtual tokens are extra inputs, not weights
+
+
+def merge_adapters(model: nn.Module, meta: dict) -> nn.Module:
+    """The plain transformers model with the adapters folded in (the model itself when it has none)."""
+    if not meta["adapter"]:
+        return model
+    if meta["method"] in UNMERGEABLE:
+        raise RunError(f"a {meta['method']} adapter adds virtual tokens to every input and cannot be merged into "
+                       "the weights; load the run with tuneforge (or PEFT) instead")
+    return model.merge_and_unload()
+
+
+def save_merged(model: nn.Module, tokenizer, meta: dict, folder: Path) -> None:
+    """A plain HF folder (and tuneforge.json) that transformers and tuneforge both load."""
+    merge_adapters(model, meta).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    merged_meta = meta | {"adapter": False, "method": f"{meta['method']} (merged)"}
+    (folder / "tuneforge.json").write_text(json.dumps(merged_meta, indent=2), encoding="utf-8")
