@@ -18,7 +18,13 @@ def write(tmp_path: Path, text: str) -> Path:
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_every_shipped_config_loads(path):
     config = load_config(path)
-    assert config.task == "text_classification"
+    from tuneforge.tasks import TASKS
+
+    assert config.task in {entry.name for entry in TASKS}
+    if config.data.dataset:  # a built-in dataset must be one made for the config's task
+        from tuneforge.assets.datasets import check_dataset_task
+
+        check_dataset_task(config.data.dataset, config.task)
 
 
 def test_shipped_configs_exist():
