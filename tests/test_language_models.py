@@ -149,3 +149,30 @@ def test_eval_and_predict_on_a_language_model_run(causal_run, corpus, capsys):
     assert out.startswith("perplexity ") and "tokens of" in out
     assert main(["predict", str(causal_run.dir), "some text"]) == 2
     assert "generates text" in capsys.readouterr().err
+
+
+def test_one_text_file_with_a_given_test_file(tiny_llama, rt_rows, tmp_path):
+    book = tmp_path / "book.txt"
+    book.write_text(" ".join(row["text"] for row in rt_rows[:300]), encoding="utf-8")
+    held_out = tmp_path / "held_out.txt"
+    held_out.write_text(" ".join(row["text"] for row in rt_rows[300:330]), encoding="utf-8")
+    config = tiny_config(tiny_llama, book, tmp_path, task="causal_lm", train={"max_steps": 2, "batch_size": 8})
+    config["data"]["test_file"] = str(held_out)
+    run = tuneforge.train(config)
+    assert run.metrics["counts"]["validation blocks"] >= 1  # carved from the book's blocks
+    assert "seeded block split" in run.report.read_text()
+    from tuneforge.data.lm import pack_causal
+
+    tokens = len(pack_causal([held_out.read_text()], tuneforge.load(run.dir).tokenizer, 32).input_ids)
+    assert run.metrics["counts"]["test blocks"] == tokens  # the given test file, nothing carved into it
+
+
+def test_masked_lm_adapter_exports_a_plain_model(tiny_bert, corpus, tmp_path):
+    from transformers import AutoModelForMaskedLM
+
+    config = tiny_config(tiny_bert, corpus, tmp_path, task="masked_lm", train={"max_steps": 2})
+    config["method"] = {"name": "lora", "r": 2}
+    run = tuneforge.train(config)
+    assert main(["export", str(run.dir), "--merge"]) == 0
+    AutoModelForMaskedLM.from_pretrained(run.dir / "merged")
+    assert main(["predict", str(run.dir), "text"]) == 2

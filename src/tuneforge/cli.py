@@ -113,9 +113,12 @@ def _predict(args: argparse.Namespace) -> int:
     if bool(args.texts) == bool(args.file):
         raise TuneforgeError("give either texts to classify or --file FILE (not both, not neither)")
     model = load(args.run)
-    if not hasattr(model, "predict"):
+    if hasattr(model, "generate") and not hasattr(model, "predict"):
         raise TuneforgeError(f"{args.run} is a language-model run: it generates text (tuneforge generate "
                              f"{args.run} \"...\"); predict classifies with a classification run")
+    if not hasattr(model, "predict"):
+        raise TuneforgeError(f"{args.run} is a masked-LM run: start a classifier from it (model.name: "
+                             f"{args.run}/model); predict needs a classification run")
     if args.file:
         source = Path(args.file)
         out = Path(args.out) if args.out else source.with_suffix(".predictions.csv")
@@ -165,8 +168,13 @@ def _export(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else open_run(args.run).parent / "merged"
     if out.exists() and any(out.iterdir()) and not args.force:
         raise TuneforgeError(f"{out} is not empty; pass --force to overwrite it")
-    if not hasattr(model, "save_merged"):
-        raise TuneforgeError(f"{args.run}: a {model.meta['task']} run has no adapters to merge")
+    if not hasattr(model, "save_merged"):  # a masked-LM run loads as its merged transformers model
+        from tuneforge.tasks.language_model import save_masked_lm
+
+        save_masked_lm(model, args.run, out)
+        print(f"wrote a plain transformers model (adapters merged) to {out}")
+        print(f"load it with AutoModelForMaskedLM.from_pretrained('{out}'), or train a classifier from it")
+        return 0
     model.save_merged(out)
     causal = model.meta["task"] in ("causal_lm", "sft")
     auto = "AutoModelForCausalLM" if causal else "AutoModelForSequenceClassification"
@@ -241,12 +249,14 @@ def _generate_file(model, settings, source: Path, out: Path, chat: bool) -> int:
     from tqdm.auto import tqdm
 
     prompts = _read_prompts(source)
-    with out.open("w", encoding="utf-8") as handle:
+    partial = out.with_name(out.name + ".partial")  # an existing --out survives a crash part-way
+    with partial.open("w", encoding="utf-8") as handle:
         for prompt in tqdm(prompts, desc="generating", unit="prompt"):
             result = model.generate([{"role": "user", "content": prompt}] if chat else prompt, settings)
             record = {"prompt": prompt, "completion": result.text, "finish_reason": result.finish_reason,
                       "prompt_tokens": result.prompt_tokens, "completion_tokens": result.new_tokens}
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    partial.replace(out)
     print(f"wrote {len(prompts):,} generations to {out}")
     return 0
 

@@ -361,8 +361,8 @@ def _check_ranges(config: Config, source: str) -> None:
         ("lm.eval_blocks", lm.eval_blocks, lm.eval_blocks is None or lm.eval_blocks >= 1, "at least 1 (or null)"),
         ("prompt.shots", prompt.shots, prompt.shots >= 0, "not negative"),
         ("prompt.eval_shots", prompt.eval_shots, all(k >= 0 for k in prompt.eval_shots), "k values >= 0"),
-        ("prompt.template", prompt.template, "{text}" in prompt.template and prompt.template.rstrip().endswith(
-            "{label}"), "a text with {text} and ending in {label}"),
+        ("prompt.template", prompt.template, _valid_template(prompt.template),
+         "a text with {text}, ending in {label}, other braces doubled ({{ }})"),
     ]
     if isinstance(m, LoraConfig | AdaLoraConfig):
         checks += [("method.alpha", m.alpha, m.alpha > 0, "positive"),
@@ -382,6 +382,14 @@ def _check_ranges(config: Config, source: str) -> None:
     for key, value, ok, expected in checks:
         if not ok:
             raise ConfigError(f"{source}: {key} must be {expected}, got {value!r}")
+
+
+def _valid_template(template: str) -> bool:
+    try:
+        template.format(text="", label="")
+    except (KeyError, IndexError, ValueError):
+        return False
+    return "{text}" in template and template.rstrip().endswith("{label}")
 
 
 def _valid_split(split: list[float]) -> bool:

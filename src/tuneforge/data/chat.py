@@ -144,6 +144,10 @@ def _from_messages(value: Any, column: str, system: list[dict]) -> tuple[list[di
         messages.append({"role": message["role"], "content": content})
     if messages[-1]["role"] != "assistant":
         return None, ("wrong_type", f"the conversation in {column!r} must end with an assistant message")
+    first = next(m["role"] for m in messages if m["role"] != "system")
+    if first != "user":
+        return None, ("wrong_type", f"the conversation in {column!r} must start (after any system message) "
+                                    "with a user message")
     has_system = messages[0]["role"] == "system"
     return (messages if has_system else system + messages), None
 
@@ -198,8 +202,11 @@ def encode(conversation: list[dict], tokenizer, max_length: int,
     for turn, message in enumerate(conversation):
         if message["role"] != "assistant":
             continue
-        start = len(_render(tokenizer, conversation[:turn], generation_prompt=True))
-        end = len(_render(tokenizer, conversation[: turn + 1], generation_prompt=False))
+        prompt = _render(tokenizer, conversation[:turn], generation_prompt=True)
+        start, end = len(prompt), len(_render(tokenizer, conversation[: turn + 1], generation_prompt=False))
+        if ids[:start] != prompt:
+            raise DataError("the model's chat template rewrites earlier turns, so the reply tokens cannot be "
+                            "located; use a model whose template renders conversations incrementally")
         labels[start:end] = ids[start:end]
     truncated = len(ids) > max_length
     if truncated:

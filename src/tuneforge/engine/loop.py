@@ -104,6 +104,9 @@ def fit(
     batches = train_loader.batch_sampler  # ours; under DDP Accelerate wraps it and won't forward set_epoch
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     hooks = step_hooks(accelerator.unwrap_model(model))
+    if resume is not None and hooks.after_step is not None:
+        raise RunError("an AdaLoRA run cannot be resumed: its rank allocator's state is not checkpointed; "
+                       "start it again (or use lora, which resumes exactly)")
     run = _Run(model, optimizer, scheduler, accelerator, config, run_dir)
     if resume is not None:
         run.restore(resume, len(train_loader))

@@ -59,7 +59,7 @@ def apply_memory_settings(model, config: Config) -> None:
         return
     if not getattr(model, "supports_gradient_checkpointing", False):
         raise ConfigError(f"train.gradient_checkpointing: {type(model).__name__} does not support it; set it false")
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False  # a KV cache means nothing when activations are recomputed
 
 

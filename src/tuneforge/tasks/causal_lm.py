@@ -7,6 +7,7 @@ from pathlib import Path
 from tuneforge.config import Config
 from tuneforge.data.lm import CausalCollator, Documents, TokenBlocks, evenly_spaced, load_documents, pack_causal
 from tuneforge.data.lm import split_blocks as split_into_blocks
+from tuneforge.errors import DataError
 from tuneforge.runs import Run
 from tuneforge.tasks.language_model import LMData, LMTask, run
 
@@ -24,14 +25,18 @@ def prepare(config: Config, tokenizer) -> LMData:
 
 def blocks_data(documents: Documents, config: Config, pack, collate, collate_eval) -> LMData:
     """Pack each split into blocks (or split the blocks themselves when documents are too few)."""
-    train = pack([d.text for d in documents.train])
-    if documents.split_blocks:
-        train, validation, test = split_into_blocks(train, config.data.split, config.seed)
-        validation = _join(validation, pack([d.text for d in documents.validation]))
-        test = _join(test, pack([d.text for d in documents.test]))
-    else:
-        validation, test = (pack([d.text for d in docs]) if docs else TokenBlocks([])
-                            for docs in (documents.validation, documents.test))
+    def pack_all(docs) -> TokenBlocks:
+        return pack([d.text for d in docs]) if docs else TokenBlocks([])
+
+    train, validation, test = (pack_all(docs) for docs in (documents.train, documents.validation, documents.test))
+    if documents.split_blocks:  # carve only the held-out splits no file was given for
+        shares = [config.data.split[0], 0.0 if len(validation) else config.data.split[1],
+                  0.0 if len(test) else config.data.split[2]]
+        train, carved_validation, carved_test = split_into_blocks(train, shares, config.seed)
+        validation, test = _join(carved_validation, validation), _join(carved_test, test)
+    if not len(validation):
+        raise DataError(f"no validation text: {documents.sources['validation']} gives no block of tokens; give "
+                        "data.validation_file or a data.split with a validation share")
     if config.data.max_examples is not None:
         train = evenly_spaced(train, config.data.max_examples)
     limit = config.lm.eval_blocks

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from accelerate import PartialState
+from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
 from tuneforge.assets import resolve_model
@@ -57,6 +58,8 @@ class LanguageModel:
 
     def __init__(self, model, tokenizer, meta: dict, source: Path | str) -> None:
         self.model = model.eval()
+        if next(model.parameters()).device.type == "cpu":  # loaded from disk: use the accelerator if any
+            self.model.to(PartialState().device)
         self.tokenizer = tokenizer
         self.meta = meta
         self.source = source
@@ -123,7 +126,7 @@ class LanguageModel:
         stream = _StopAwareStream(self.tokenizer, settings.stop, on_text)
         output = self.model.generate(
             **encoded, streamer=stream, pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
-            **_sampling_arguments(settings, self.tokenizer),
+            stopping_criteria=StoppingCriteriaList([_StoppedByStream(stream)]), **_sampling_arguments(settings),
         )
         new_ids = output[0, encoded["input_ids"].shape[1] :]
         stream.finish()
@@ -142,15 +145,13 @@ class LanguageModel:
         save_merged(self.model, self.tokenizer, self.meta, folder)
 
 
-def _sampling_arguments(settings: GenerationSettings, tokenizer) -> dict:
+def _sampling_arguments(settings: GenerationSettings) -> dict:
     arguments = {"max_new_tokens": settings.max_new_tokens, "repetition_penalty": settings.repetition_penalty}
     if settings.temperature > 0:
         arguments |= {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p,
                       "top_k": settings.top_k or None}
     else:
         arguments |= {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-    if settings.stop:
-        arguments |= {"stop_strings": settings.stop, "tokenizer": tokenizer}
     return arguments
 
 
@@ -158,11 +159,22 @@ def _ended(new_ids: torch.Tensor, tokenizer) -> bool:
     return len(new_ids) > 0 and int(new_ids[-1]) == tokenizer.eos_token_id
 
 
+class _StoppedByStream(StoppingCriteria):
+    """Ends generation once the stream has seen a stop string in the new text (never in the prompt)."""
+
+    def __init__(self, stream: _StopAwareStream) -> None:
+        self.stream = stream
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        return torch.full((input_ids.shape[0],), self.stream.stopped, dtype=torch.bool, device=input_ids.device)
+
+
 class _StopAwareStream(BaseStreamer):
     """Decodes new tokens as they come; passes on text that cannot be the start of a stop string.
 
-    Generation halts at the token that completes a stop string (``stop_strings``); the text is cut
-    just before the stop string, and nothing after it was ever passed on.
+    Only the generated text is searched, so a stop string that straddles the prompt never fires;
+    ``_StoppedByStream`` ends generation at the token that completes one, and the text is cut just
+    before it.
     """
 
     def __init__(self, tokenizer, stop: list[str], on_text: Callable[[str], None] | None) -> None:

@@ -309,6 +309,18 @@ def text_perplexity(model, path: Path, text_column: str = "text", on_bad_rows: s
     return held_out_perplexity(model.model, blocks, collate, 8, _causal_nll)
 
 
+def save_masked_lm(model: nn.Module, run_dir: str | Path, folder: Path) -> None:
+    """A masked-LM run's merged model as a plain HF folder, with its tokenizer and tuneforge.json."""
+    from transformers import AutoTokenizer
+
+    source = open_run(run_dir)
+    meta = json.loads((source / META_FILE).read_text(encoding="utf-8"))
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(source).save_pretrained(folder)
+    merged = meta | {"adapter": False, "method": f"{meta['method']} (merged)"}
+    (folder / META_FILE).write_text(json.dumps(merged, indent=2), encoding="utf-8")
+
+
 def load_masked_lm(run_dir: str | Path) -> nn.Module:
     """A masked-LM run's model as a plain transformers model (adapters merged into the weights)."""
     from transformers import AutoModelForMaskedLM

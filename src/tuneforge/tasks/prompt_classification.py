@@ -72,6 +72,7 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
                                   _meta(config, spec, labels, pool), source=Path("."))
     held_out = splits.test or splits.validation
     split_name = "test" if splits.test else "validation"
+    classifier.progress = config.output.progress
     by_shots = classifier.evaluate_shots(held_out, sorted(set(config.prompt.eval_shots)))
     headline = classifier.evaluate(held_out, config.prompt.shots)
     run_dir = create_run_dir(config)
@@ -146,6 +147,7 @@ class PromptClassifier:
         self.labels = LabelSpace(labels, multi_label=False)
         self.meta, self.source = meta, source
         self.batch_size = meta.get("batch_size", 32)
+        self.progress = True  # progress bars while evaluating
 
     @classmethod
     def from_run(cls, path: str | Path) -> PromptClassifier:
@@ -170,7 +172,7 @@ class PromptClassifier:
                 for row in probs]
 
     def evaluate(self, examples: list[Example], shots: int) -> dict:
-        probs = self.predict_proba([e.text for e in examples], shots, progress=True)
+        probs = self.predict_proba([e.text for e in examples], shots, progress=self.progress)
         index = {name: i for i, name in enumerate(self.labels.names)}
         return classification_metrics([index[e.label] for e in examples], probs.argmax(1).tolist(), self.labels.names)
 
@@ -229,7 +231,8 @@ def label_log_likelihoods(model, tokenizer, prompts: list[str], words: list[str]
             else:
                 word = word_ids[c]
                 predicted = logprobs[row, -len(word) - 1 : -1]  # position t predicts token t + 1
-                scores[n, c] = predicted.gather(1, torch.tensor(word)[:, None]).sum().item()
+                index = torch.tensor(word, device=predicted.device)[:, None]
+                scores[n, c] = predicted.gather(1, index).sum().item()
     return scores
 
 
