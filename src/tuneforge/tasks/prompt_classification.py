@@ -73,8 +73,9 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
     held_out = splits.test or splits.validation
     split_name = "test" if splits.test else "validation"
     classifier.progress = config.output.progress
-    by_shots = classifier.evaluate_shots(held_out, sorted(set(config.prompt.eval_shots)))
     headline = classifier.evaluate(held_out, config.prompt.shots)
+    by_shots = classifier.evaluate_shots(held_out, sorted(set(config.prompt.eval_shots)),
+                                         known={config.prompt.shots: headline})
     run_dir = create_run_dir(config)
     model_dir = run_dir / "model"
     model_dir.mkdir()
@@ -176,14 +177,15 @@ class PromptClassifier:
         index = {name: i for i, name in enumerate(self.labels.names)}
         return classification_metrics([index[e.label] for e in examples], probs.argmax(1).tolist(), self.labels.names)
 
-    def evaluate_shots(self, examples: list[Example], shots: list[int]) -> dict[str, dict]:
-        """Accuracy and macro F1 for each k (k larger than the drawn pool is left out)."""
+    def evaluate_shots(self, examples: list[Example], shots: list[int],
+                       known: dict[int, dict] | None = None) -> dict[str, dict]:
+        """Accuracy and macro F1 for each k (k larger than the drawn pool is left out; ``known`` reused)."""
         results = {}
         for k in shots:
             if k > len(self.demos):
                 print(f"k={k}: only {len(self.demos)} training examples to draw from; left out", file=sys.stderr)
                 continue
-            metrics = self.evaluate(examples, k)
+            metrics = (known or {}).get(k) or self.evaluate(examples, k)
             results[str(k)] = {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
             print(f"k={k}: accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}", file=sys.stderr)
         return results
