@@ -100,7 +100,8 @@ def test_prompt_classification_reports_every_k(tiny_llama, rt_csv, tmp_path, cap
                                  "label_words": {"positive": "great", "negative": "bad"}})
     run = tuneforge.train(config)
     assert set(run.metrics["by_shots"]) == {"0", "1", "2"}
-    assert 0 <= run.metrics["test"]["accuracy"] <= 1
+    # the headline is the k = prompt.shots evaluation, reported once in both places
+    assert run.metrics["test"]["accuracy"] == run.metrics["by_shots"]["1"]["accuracy"]
     meta = json.loads((run.model_dir / "tuneforge.json").read_text())
     assert len(meta["demos"]) == 2 and {d["label"] for d in meta["demos"]} == {"positive", "negative"}
     assert main(["predict", str(run.dir), "a lovely film"]) == 0
