@@ -29,7 +29,7 @@ def train(config: Config | dict | str | Path | None = None, overrides: list[str]
 
 
 def load(run_dir: str | Path):
-    """A trained model from a run directory: ``predict`` for classifiers, ``generate`` for language models.
+    """A trained model from a run directory: ``predict`` for classifiers (texts or images), ``generate`` for LMs.
 
     A masked-LM run gives its plain transformers model (a starting point for classification, not a predictor).
     """
@@ -47,6 +47,10 @@ def load(run_dir: str | Path):
         from tuneforge.tasks.prompt_classification import PromptClassifier
 
         return PromptClassifier.from_run(run_dir)
+    if task == "image_classification":
+        from tuneforge.tasks.image_classifier import ImageClassifierModel
+
+        return ImageClassifierModel.from_run(run_dir)
     if task == "masked_lm":
         from tuneforge.tasks.language_model import load_masked_lm
 

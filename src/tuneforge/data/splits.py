@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,14 +36,18 @@ class Splits:
         return sorted(names)
 
 
-def load_splits(data: DataConfig, seed: int) -> Splits:
+def load_splits(data: DataConfig, seed: int, files: dict[str, Path] | None = None,
+                read: Callable[[Path, DataConfig], ReadResult] | None = None) -> Splits:
     """Read, split and validate the data a config points at.
+
+    ``files`` and ``read`` default to text tables; image classification passes its own sources and reader.
 
     Raises:
         DataError: listing the bad rows (first 20 and a count) unless ``data.on_bad_rows`` is skip.
     """
-    files = resolve_files(data)
-    results = {split: _read(path, data) for split, path in files.items()}
+    files = files or resolve_files(data)
+    read = read or _read
+    results = {split: read(path, data) for split, path in files.items()}
     problems = [p for result in results.values() for p in result.problems]
     total_rows = sum(result.total_rows for result in results.values())
 

@@ -136,7 +136,7 @@ def fit(
                 if not finite:
                     run.nonfinite(describe_rows(batch["index"].tolist()))
                     continue
-                run.samples += batch["input_ids"].shape[0]
+                run.samples += len(batch["index"])
                 run.tracker.add_loss(loss.detach())
                 if not accelerator.sync_gradients:
                     continue
@@ -200,13 +200,15 @@ def _explain_out_of_memory(batch: dict, config: Config) -> Iterator[None]:
     try:
         yield
     except (torch.OutOfMemoryError, MemoryError) as error:
-        shape = tuple(batch["input_ids"].shape)
+        inputs = batch.get("input_ids", batch.get("pixel_values"))
+        shape = tuple(inputs.shape) if inputs is not None else ()
         t = config.train
+        smaller = (f"a lower image.size (now {config.image.size})" if "pixel_values" in batch
+                   else f"a lower data.max_length (now {config.data.max_length})")
         raise OutOfMemory(
             f"out of memory in a training step (batch of shape {shape}): {str(error).splitlines()[0][:200]}\n"
             f"reduce memory with: train.batch_size={max(1, t.batch_size // 2)} "
-            f"train.grad_accum={t.grad_accum * 2} (same effective batch), a lower data.max_length "
-            f"(now {config.data.max_length}), or method.name=lora"
+            f"train.grad_accum={t.grad_accum * 2} (same effective batch), {smaller}, or method.name=lora"
         ) from None
 
 

@@ -1,4 +1,5 @@
-"""PNG plots for evaluation reports: confusion matrix, training curves and label distribution.
+"""PNG plots for evaluation reports: confusion matrix, training curves, label distribution, and for
+image models the per-class accuracy and a grid of the most confidently wrong images.
 
 Every function writes one PNG, creates the parent folder, closes its figure (training runs make
 many plots and pyplot keeps figures alive otherwise) and returns the path it wrote.
@@ -120,6 +121,40 @@ def plot_label_distribution(distribution: dict[str, dict[str, int]], path: str |
         ax.legend()
     else:
         ax.text(0.5, 0.5, "no labels", ha="center", va="center", transform=ax.transAxes)
+    return _save(fig, path)
+
+
+def plot_per_class_accuracy(accuracy: dict[str, float], path: str | Path) -> Path:
+    """Save horizontal bars of each class's accuracy (share of its images predicted right), worst on top."""
+    ordered = sorted(accuracy.items(), key=lambda item: item[1])
+    fig, ax = plt.subplots(figsize=(7, max(2.5, 0.35 * len(ordered) + 1.2)))
+    positions = np.arange(len(ordered))
+    ax.barh(positions, [value for _, value in ordered], color="tab:blue")
+    for y, (_, value) in zip(positions, ordered, strict=True):
+        ax.text(min(value + 0.01, 0.9), y, f"{value:.3f}", va="center", fontsize=8)
+    ax.set_yticks(positions, labels=[_literal(name) for name, _ in ordered], fontsize=8)
+    ax.invert_yaxis()  # worst class first, where the eye starts
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("accuracy within the class")
+    ax.set_title("Per-class accuracy")
+    ax.grid(True, axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_image_grid(images: list, titles: list[str], path: str | Path, columns: int = 4,
+                    title: str = "Most confidently wrong") -> Path:
+    """Save images (PIL or HxW[x3] arrays) in a grid, each with a caption such as "true: cat / pred: dog 0.98"."""
+    rows = max(1, -(-len(images) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.6 * rows + 0.4), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image, caption in zip(axes.ravel(), images, titles, strict=False):
+        ax.imshow(np.asarray(image), cmap="gray" if np.asarray(image).ndim == 2 else None,
+                  interpolation="nearest")
+        ax.set_title(_literal(caption), fontsize=8)
+    if not images:
+        axes[0, 0].text(0.5, 0.5, "no mistakes", ha="center", va="center", transform=axes[0, 0].transAxes)
+    fig.suptitle(title)
     return _save(fig, path)
 
 

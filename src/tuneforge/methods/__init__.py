@@ -112,11 +112,14 @@ def _topk(model: nn.Module, method: TopKConfig, target: Target) -> nn.Module:
         raise ConfigError(f"method.k must be between 1 and {len(layers)} (the model's layer count), got {method.k}")
     top = tuple(f"{prefix}.{i}." for i in range(len(layers) - method.k, len(layers)))
     in_head = _in_head(target)
+    # Above the stack (pooler, final norm, a CNN's last conv) also trains; what comes before it
+    # (embeddings, a CNN's stem) and the lower layers stay frozen. Parameters are registered in order.
+    names = [name for name, _ in model.named_parameters()]
+    last_in_stack = max(i for i, name in enumerate(names) if name.startswith(f"{prefix}."))
+    above_stack = {name for name in names[last_in_stack + 1 :] if "embed" not in name}
 
     def trains(name: str) -> bool:
-        # Above the stack (pooler, final norm) also trains; embeddings and lower layers stay frozen.
-        above_stack = not name.startswith(f"{prefix}.") and "embed" not in name
-        return in_head(name) or name.startswith(top) or above_stack
+        return in_head(name) or name.startswith(top) or name in above_stack
 
     return _set_trainable(model, trains)
 
@@ -127,7 +130,11 @@ _LORA_TARGETS = {"bert": ["query", "key", "value", "attention.output.dense"]}
 
 
 def _lora_targets(model: nn.Module, chosen: list[str] | None) -> list[str] | None:
-    return chosen or _LORA_TARGETS.get(getattr(model.config, "model_type", ""))
+    if chosen:
+        return chosen
+    if hasattr(model, "default_lora_targets"):  # tuneforge's own models (the image classifier) say theirs
+        return list(model.default_lora_targets)
+    return _LORA_TARGETS.get(getattr(getattr(model, "config", None), "model_type", ""))
 
 
 def _lora(model: nn.Module, method: LoraConfig, target: Target) -> nn.Module:

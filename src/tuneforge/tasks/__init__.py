@@ -30,6 +30,11 @@ TASKS.register(
     "zero/few-shot classification by a causal LM's likelihood of each label word; no training",
     "tuneforge.tasks.prompt_classification",
 )
+TASKS.register(
+    "image_classification",
+    "image classification on efficientnet-lite0 (probe with cached features, top-k blocks, full, LoRA on convs)",
+    "tuneforge.tasks.image_classification",
+)
 
 
 def recipe_for(task: str) -> Callable:

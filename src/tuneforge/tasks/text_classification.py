@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import PartialState
-from accelerate.utils import broadcast_object_list, gather_object
+from accelerate.utils import broadcast_object_list
 from torch import nn
 from torch.utils.data import DataLoader
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -34,12 +34,14 @@ from tuneforge.data.text import (
 )
 from tuneforge.engine.loop import fit, planned_steps
 from tuneforge.engine.setup import apply_memory_settings, make_accelerator, process_state, seed_everything
+from tuneforge.engine.sharding import gather_rows, my_share
 from tuneforge.errors import ConfigError, RegistryError
 from tuneforge.evaluation.metrics import classification_metrics, multilabel_metrics, tune_thresholds
 from tuneforge.methods import Target, apply_method, count_parameters, describe_trainable, head_module_names
 from tuneforge.runs import Run, create_run_dir, find_resume_point, finish_run
 
 META_FILE = "tuneforge.json"
+LogitsFn = Callable[[nn.Module, dict], torch.Tensor]
 
 
 @dataclass
@@ -155,7 +157,11 @@ def build_model(name: str, labels: LabelSpace) -> tuple:
     return tokenizer, model
 
 
-def make_loss(labels: LabelSpace, weight_targets: torch.Tensor | None):
+def text_logits(model: nn.Module, batch: dict) -> torch.Tensor:
+    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
+
+def make_loss(labels: LabelSpace, weight_targets: torch.Tensor | None, logits_of: LogitsFn = text_logits):
     """Cross-entropy (single-label) or BCE (multi-label), optionally weighted by inverse frequency."""
     if labels.multi_label:
         pos_weight = None
@@ -171,7 +177,7 @@ def make_loss(labels: LabelSpace, weight_targets: torch.Tensor | None):
         criterion = nn.CrossEntropyLoss(weight=weight)
 
     def loss_fn(model: nn.Module, batch: dict) -> torch.Tensor:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits = logits_of(model, batch)
         # .to() is a no-op after the first call; the class weights follow the model to its device
         return criterion.to(logits.device)(logits.float(), batch["labels"].to(logits.device))
 
@@ -205,8 +211,7 @@ def predict_probs(model: nn.Module, dataset: TokenizedTexts, pad_id: int, batch_
     """
     was_training = model.training
     model.eval()
-    processes = PartialState()
-    mine = list(range(processes.process_index, len(dataset), processes.num_processes))
+    mine = my_share(len(dataset))
     batches = SeededBatches([len(dataset.input_ids[i]) for i in mine], batch_size, mode="sorted")
     device = next(model.parameters()).device
     rows, scores = [], []
@@ -219,15 +224,7 @@ def predict_probs(model: nn.Module, dataset: TokenizedTexts, pad_id: int, batch_
         rows += indices
         scores.append(probs.cpu().numpy())
     model.train(was_training)
-    pieces = [(rows, np.concatenate(scores) if scores else None)]
-    if processes.num_processes > 1:
-        pieces = gather_object(pieces)
-    width = next((s.shape[1] for _, s in pieces if s is not None), 0)
-    out = np.zeros((len(dataset), width), dtype=np.float32)
-    for piece_rows, piece_scores in pieces:
-        if piece_scores is not None:
-            out[piece_rows] = piece_scores
-    return out
+    return gather_rows(rows, scores, len(dataset))
 
 
 # --------------------------------------------------------------------------- scoring

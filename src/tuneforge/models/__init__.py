@@ -1,0 +1,1 @@
+"""Model definitions tuneforge owns (the text models are transformers' own)."""

@@ -1,0 +1,59 @@
+"""A trained image classifier, loaded back from its run: predict images, evaluate on new labelled images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from safetensors.torch import load_file
+from torch import nn
+
+from tuneforge.data.image_batches import ImageDataset
+from tuneforge.data.transforms import Preprocessing
+from tuneforge.models.vision import build_classifier
+from tuneforge.runs import open_run
+from tuneforge.tasks.image_classification import predict_probs
+from tuneforge.tasks.text_classification import META_FILE, LabelSpace
+from tuneforge.tasks.text_classifier import Prediction
+
+
+class ImageClassifierModel:
+    """``tuneforge.load(run_dir)`` for image classification runs."""
+
+    def __init__(self, model: nn.Module, meta: dict, source: Path) -> None:
+        self.source = source
+        self.model = model.eval()
+        self.meta = meta
+        self.labels = LabelSpace(meta["labels"], multi_label=False)
+        self.prep = Preprocessing.from_dict(meta["preprocessing"])
+
+    @classmethod
+    def from_run(cls, path: str | Path) -> ImageClassifierModel:
+        folder = open_run(path)
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        size, labels = meta["preprocessing"]["size"], len(meta["labels"])
+        # Full weights replace every pretrained one, so only an adapter needs the ImageNet weights.
+        model = build_classifier(meta["base_model"], labels, size, meta["dropout"], pretrained=meta["adapter"],
+                                 channels_last=meta["channels_last"])
+        if meta["adapter"]:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, folder)
+        else:
+            model.load_state_dict(load_file(str(folder / "model.safetensors")))
+        return cls(model, meta, folder)
+
+    def predict_proba(self, images: list[str | Path | Image.Image], batch_size: int = 64) -> np.ndarray:
+        """(N, L) probabilities, columns in ``self.labels.names`` order; images are paths or PIL images."""
+        items = [str(i) if isinstance(i, Path) else i for i in images]
+        return predict_probs(self.model, ImageDataset(items, None, self.prep), batch_size)
+
+    def predict(self, images: list[str | Path | Image.Image], batch_size: int = 64) -> list[Prediction]:
+        if not images:
+            return []
+        probs = self.predict_proba(images, batch_size)
+        names = self.labels.names
+        return [Prediction(names[int(row.argmax())], {n: float(p) for n, p in zip(names, row, strict=True)})
+                for row in probs]

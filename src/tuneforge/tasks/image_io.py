@@ -1,0 +1,106 @@
+"""Files in and out of a trained image classifier: images to predict, labelled images to evaluate."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from tuneforge.config import DataConfig
+from tuneforge.data.images import IMAGE_SUFFIXES, check_image_file, read_images
+from tuneforge.data.readers import read_columns
+from tuneforge.data.splits import only_known_labels
+from tuneforge.data.text import encode_targets
+from tuneforge.data.validation import check_unseen_labels, count_bad_rows, format_problems
+from tuneforge.errors import DataError, TuneforgeError
+from tuneforge.evaluation.plots import plot_confusion_matrix
+from tuneforge.evaluation.report import write_report
+from tuneforge.tasks.image_classification import image_report
+from tuneforge.tasks.image_classifier import ImageClassifierModel
+from tuneforge.tasks.text_classification import score
+
+MAX_LISTED = 20
+
+
+def images_in(folder: Path) -> list[Path]:
+    """Every image file under ``folder`` (recursively), in a stable order."""
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder")
+    found = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                   and not p.name.startswith("."))
+    if not found:
+        raise DataError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    return found
+
+
+def images_from_table(table: Path, column: str) -> list[Path]:
+    """The image paths a CSV/JSONL/Parquet file lists in ``column`` (relative to the file)."""
+    columns, rows = read_columns(table, max_rows=None, strict=True)
+    if column not in columns:
+        raise DataError(f"{table}: no column '{column}' (columns: {', '.join(columns)}); pass --image-column")
+    paths = []
+    for number, row in enumerate(rows, start=1):
+        value = str(row.get(column) or "").strip()
+        if not value:
+            raise DataError(f"{table}: empty image path in column '{column}' at data row {number}")
+        path = Path(value).expanduser()
+        paths.append(path if path.is_absolute() else table.parent / path)
+    return paths
+
+
+def checked_images(paths: list[Path], skip_bad: bool) -> tuple[list[Path], list[str]]:
+    """The readable images, and one line per bad one; without ``skip_bad`` any bad image is an error."""
+    bad = []
+    good = []
+    for path in paths:
+        verdict = check_image_file(str(path))
+        if verdict is None:
+            good.append(path)
+        else:
+            bad.append(f"{path}: {verdict[1]}")
+    if bad and not skip_bad:
+        shown = "\n  ".join(bad[:MAX_LISTED]) + (f"\n  ... and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED
+                                                  else "")
+        raise DataError(f"{len(bad)} of {len(paths)} images cannot be used:\n  {shown}\n"
+                        "Fix or remove them, or pass --on-bad-rows skip to predict the others.")
+    return good, bad
+
+
+def evaluate_images(model: ImageClassifierModel, path: Path, out: Path | None, image_column: str | None,
+                    label_column: str | None, on_bad_rows: str = "error", force: bool = False) -> tuple[dict, Path]:
+    """Score a trained image run on new labelled images (folder, table or IDX); the training report's contents."""
+    meta = model.meta
+    out_dir = out or _eval_dir(model, path)
+    if out is not None and (out / "report.md").exists() and not force:
+        raise TuneforgeError(f"{out} already holds a report; pass --force to overwrite it")
+    data = DataConfig(dataset=None, train_file=str(path), image_column=image_column or meta["image_column"],
+                      label_column=label_column or meta["label_column"])
+    class_names = meta.get("idx_class_names")
+    result = read_images(path, data, class_names=tuple(class_names) if class_names else None)
+    problems = result.problems + check_unseen_labels(set(meta["labels"]), result.examples, "evaluation", str(path))
+    if problems and on_bad_rows == "error":
+        raise DataError(format_problems(problems, result.total_rows))
+    examples = only_known_labels(result.examples, set(meta["labels"]))
+    if not examples:
+        raise DataError(f"{path}: no usable labelled images to evaluate")
+
+    probs = model.predict_proba([e.image for e in examples])
+    targets = encode_targets([e.label for e in examples], meta["labels"], False)
+    metrics = score(probs, targets, model.labels, None)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    images, sections = image_report(examples, probs, metrics, meta["labels"], out_dir, "evaluation")
+    images = {"Confusion matrix": str(plot_confusion_matrix(metrics["confusion_matrix"], meta["labels"],
+                                                           out_dir / "confusion_matrix.png"))} | images
+    skipped = count_bad_rows(problems)
+    notes = [f"{len(examples):,} images evaluated from {path}."] + ([f"{skipped:,} bad images skipped."]
+                                                                    if skipped else [])
+    write_report(out_dir / "report.md", title=f"Evaluation on {path.name}",
+                 summary={"model": str(model.source), "data": str(path)}, metrics=metrics,
+                 data_notes=notes, images=images, extra_sections=sections)
+    return metrics, out_dir
+
+
+def _eval_dir(model: ImageClassifierModel, data: Path) -> Path:
+    run_dir = model.source.parent if model.source.name == "model" else model.source
+    return run_dir / f"eval-{data.stem or data.name}-{time.strftime('%Y%m%d-%H%M%S')}"
