@@ -18,6 +18,7 @@ from tuneforge.data.images import read_idx
 from tuneforge.errors import ConfigError
 from tuneforge.methods import Target, apply_method
 from tuneforge.models.vision import build_classifier
+from tuneforge.tasks.image_classification import load_image_splits
 
 
 def image_config(tmp_path, method: dict, max_examples: int = 1200, **sections) -> dict:
@@ -86,8 +87,14 @@ def test_saved_model_predicts_identically_in_a_fresh_process(full_run, digit_fol
     there = np.load(tmp_path / "p.npy")
     assert np.allclose(here, there, atol=1e-6)
     labels = [p.split("/")[-2] for p in files]
-    names = tuneforge.load(full_run.dir).labels.names
-    assert np.mean([names[i] == label for i, label in zip(here.argmax(1), labels, strict=True)]) > 0.8
+    model = tuneforge.load(full_run.dir)
+    assert np.mean([model.labels.names[i] == label for i, label in zip(here.argmax(1), labels, strict=True)]) > 0.8
+
+    # the saved model is the one the report measured: same test accuracy, to the example
+    test = load_image_splits(full_run.config).test
+    predicted = [p.label for p in model.predict([e.image for e in test])]
+    accuracy = np.mean([p == e.label for p, e in zip(predicted, test, strict=True)])
+    assert accuracy == pytest.approx(full_run.metrics["test"]["accuracy"], abs=1e-9)
 
 
 @pytest.mark.recipe
@@ -163,6 +170,14 @@ def test_frozen_blocks_keep_their_batch_norm_statistics():
     model(pixel_values=torch.randn(4, 3, 32, 32))
     assert torch.equal(model.backbone._bn0.running_mean, frozen_before)
     assert not torch.equal(model.backbone._blocks[15]._bn2.running_mean, trained_before)
+
+
+def test_checkpoints_and_best_weights_keep_batch_norm_statistics():
+    from tuneforge.engine.loop import _trainable_state
+
+    model = build_classifier("efficientnet-lite0", 3, 32, 0.2)
+    state = _trainable_state(model)
+    assert "backbone._blocks.3._bn1.running_mean" in state and "classifier.weight" in state
 
 
 def test_image_runs_refuse_what_cannot_work(tmp_path):

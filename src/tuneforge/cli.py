@@ -117,13 +117,13 @@ def _predict(args: argparse.Namespace) -> int:
     from tuneforge.api import load
     from tuneforge.tasks.text_io import check_output, read_texts, write_predictions
 
-    model = load(args.run)
-    if getattr(model, "meta", {}).get("task") == "image_classification":
-        return _predict_images(model, args)
+    if _run_task(args.run) == "image_classification":
+        return _predict_images(load(args.run), args)
     if args.dir:
         raise TuneforgeError(f"--dir is for image runs; {args.run} classifies text (give texts or --file)")
     if bool(args.texts) == bool(args.file):
         raise TuneforgeError("give either texts to classify or --file FILE (not both, not neither)")
+    model = load(args.run)
     if hasattr(model, "generate") and not hasattr(model, "predict"):
         raise TuneforgeError(f"{args.run} is a language-model run: it generates text (tuneforge generate "
                              f"{args.run} \"...\"); predict classifies with a classification run")
@@ -145,6 +145,15 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_task(run: str) -> str | None:
+    """The task a run was trained for (read from its tuneforge.json, without loading the model)."""
+    import json
+
+    from tuneforge.runs import open_run
+
+    return json.loads((open_run(run) / "tuneforge.json").read_text(encoding="utf-8")).get("task")
+
+
 def _predict_images(model, args: argparse.Namespace) -> int:
     from tuneforge.tasks.image_io import checked_images, images_from_table, images_in
     from tuneforge.tasks.text_io import check_output, write_predictions
@@ -157,15 +166,17 @@ def _predict_images(model, args: argparse.Namespace) -> int:
         paths = images_in(Path(args.dir))
     else:
         paths = images_from_table(Path(args.file), args.image_column or model.meta["image_column"])
+    source = Path(args.file) if args.file else None
+    out = None
+    if args.dir or args.file or args.out:
+        out = Path(args.out) if args.out else (source.with_suffix(".predictions.csv") if source
+                                               else Path("predictions.csv"))
+        check_output(out, source, args.force)  # before any work: an existing file is never overwritten
     paths, bad = checked_images(paths, skip_bad=args.on_bad_rows == "skip")
     if bad:
         print(f"skipped {len(bad)} unusable image(s), e.g. {bad[0]}", file=sys.stderr)
     predictions = model.predict(paths)
-    if args.dir or args.file or args.out:
-        source = Path(args.file) if args.file else None
-        out = Path(args.out) if args.out else (source.with_suffix(".predictions.csv") if source
-                                               else Path("predictions.csv"))
-        check_output(out, source, args.force)
+    if out is not None:
         write_predictions(out, [{"image": str(p)} for p in paths], predictions)
         print(f"wrote {len(paths):,} predictions to {out}")
         return 0

@@ -109,7 +109,8 @@ def check_writable(folder: Path) -> None:
 
 def _check_same_run(config: Config, saved: dict, force: bool) -> None:
     now, before = flatten(config.to_dict()), flatten(saved)
-    changed = [f"{key}: {before.get(key)!r} -> {now.get(key)!r}" for key in sorted(set(now) | set(before))
+    # Keys added to tuneforge after the checkpoint was written (e.g. image.*) cannot have been changed.
+    changed = [f"{key}: {before.get(key)!r} -> {now.get(key)!r}" for key in sorted(before)
                if now.get(key) != before.get(key) and not key.startswith(_RESUME_FREE)]
     if changed and not force:
         raise RunError("the config differs from the checkpoint's in ways that break an exact resume:\n  "

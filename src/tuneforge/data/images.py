@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from tuneforge.config import DataConfig
 from tuneforge.data.readers import PROBLEM_KINDS, Problem, ReadResult, read_examples
@@ -71,7 +71,7 @@ def open_image(image: str | ArrayImage | Image.Image) -> Image.Image:
     if isinstance(image, Image.Image):
         return to_rgb(image)
     with Image.open(image) as raw:
-        return to_rgb(raw)
+        return to_rgb(ImageOps.exif_transpose(raw))  # phone photos store their rotation in EXIF
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -94,7 +94,7 @@ def resolve_image_files(data: DataConfig) -> tuple[dict[str, Path], tuple[str, .
         train = Path(data.train_file)
         files = {"train": train}
         if train.is_dir():
-            files |= _split_folders(train)
+            files |= split_folders(train)
         for split, name in (("validation", data.validation_file), ("test", data.test_file)):
             if name:
                 files[split] = Path(name)
@@ -110,7 +110,7 @@ def resolve_image_files(data: DataConfig) -> tuple[dict[str, Path], tuple[str, .
     return {split: folder / name for split, name in asset.files.items()}, asset.class_names
 
 
-def _split_folders(root: Path) -> dict[str, Path]:
+def split_folders(root: Path) -> dict[str, Path]:
     """``root/train``, ``root/validation`` (``val``), ``root/test`` when the folder is laid out by split."""
     found = {}
     for split, names in SPLIT_FOLDERS.items():
@@ -145,7 +145,7 @@ def _read_folder(root: Path) -> ReadResult:
         result.total_rows += 1
         result.problems.append(Problem(str(root), stray.name, "outside_class_folder",
                                        "image outside any class folder; move it into one"))
-    for folder in classes:
+    for folder in classes:  # images anywhere under a class folder belong to that class
         for file in sorted(folder.rglob("*")):
             if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES and not file.name.startswith("."):
                 result.total_rows += 1
@@ -177,8 +177,8 @@ def _check_files(result: ReadResult, origin: Path) -> ReadResult:
             continue
         kind, message = verdict
         where = example.source[len(str(origin)) + 1 :]  # sources read "<origin>:<line or relative path>"
-        if where.isdigit():  # a table row: say which image file the row names
-            where, message = f"line {where}", f"{example.image}: {message}"
+        if where.isdigit() or where.startswith("row "):  # a table row: say which image file it names
+            where, message = (f"line {where}" if where.isdigit() else where), f"{example.image}: {message}"
         result.problems.append(Problem(str(origin), where, kind, message))
     result.examples = good
     return result
@@ -196,8 +196,8 @@ def check_image_file(path: str) -> tuple[str, str] | None:
             if image.width == 0 or image.height == 0:
                 return "empty_image", f"zero-size image ({image.width}x{image.height})"
             if image.mode not in SUPPORTED_MODES:
-                return "unsupported_mode", (f"image mode {image.mode} (16-bit or float) is not supported; "
-                                            "convert it to 8-bit RGB or grayscale")
+                return "unsupported_mode", (f"image mode {image.mode} is not supported (16-bit, float or a "
+                                            "colour space without an RGB rendering); convert it to 8-bit RGB")
             image.load()  # a full decode: truncation shows only here
     except UnidentifiedImageError:
         return "unreadable_image", "not an image file Pillow can read"
@@ -221,6 +221,8 @@ def _read_idx(path: Path, class_names: tuple[str, ...] | None) -> ReadResult:
         raise DataError(f"{labels_path}: {len(labels):,} labels for {len(pixels):,} images in {path}")
     if pixels.shape[1] == 0 or pixels.shape[2] == 0:
         raise DataError(f"{path}: zero-size images ({pixels.shape[1]}x{pixels.shape[2]})")
+    if labels.min(initial=0) < 0:
+        raise DataError(f"{labels_path}: negative label {labels.min()}; IDX labels are class numbers from 0")
     if class_names is not None and labels.max(initial=0) >= len(class_names):
         raise DataError(f"{labels_path}: label {labels.max()} but only {len(class_names)} classes are named")
     names = class_names or tuple(str(i) for i in range(int(labels.max(initial=0)) + 1))

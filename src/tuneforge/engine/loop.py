@@ -387,6 +387,11 @@ class _Tracker:
 
 
 def _trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """A copy of what training changes: only trainable tensors (small for probes and adapters)."""
-    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items() if k in trainable}
+    """A copy of what training changes: trainable tensors (small for probes and adapters) and buffers.
+
+    Buffers are batch-norm running statistics: training moves them, and weights restored without the
+    statistics they were trained with evaluate badly.
+    """
+    changing = {name for name, p in model.named_parameters() if p.requires_grad}
+    changing |= {name for name, _ in model.named_buffers()}
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items() if k in changing}

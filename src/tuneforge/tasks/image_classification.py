@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 from PIL import Image
 from safetensors.torch import save_file
@@ -168,12 +169,15 @@ def predict_probs(model: nn.Module, dataset, batch_size: int = 128, workers: int
 
 @torch.no_grad()
 def features_of(model: nn.Module, dataset: ImageDataset, config: Config) -> torch.Tensor:
-    """The frozen backbone's pooled features (N, 1280) of every image, computed once."""
-    model.eval()
-    loader = DataLoader(dataset, batch_size=config.eval.batch_size, num_workers=config.train.num_workers)
-    chunks = [model.features(batch["pixel_values"]) for batch in
+    """The frozen backbone's pooled features (N, 1280) of every image, computed once (on the GPU if any;
+    each of N processes computes its share)."""
+    device = PartialState().device
+    model.to(device).eval()
+    mine = my_share(len(dataset))
+    loader = DataLoader(Subset(dataset, mine), batch_size=config.eval.batch_size, num_workers=config.train.num_workers)
+    chunks = [model.features(batch["pixel_values"].to(device)).float().cpu().numpy() for batch in
               tqdm(loader, desc="caching features", unit="batch", disable=not config.output.progress)]
-    return torch.cat(chunks) if chunks else torch.zeros(0, model.classifier.in_features)
+    return torch.from_numpy(gather_rows(mine, chunks, len(dataset)))
 
 
 def _loss(probs: np.ndarray, targets: torch.Tensor) -> float:

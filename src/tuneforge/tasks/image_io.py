@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from tuneforge.config import DataConfig
-from tuneforge.data.images import IMAGE_SUFFIXES, check_image_file, read_images
+from tuneforge.data.images import IMAGE_SUFFIXES, check_image_file, read_images, split_folders
 from tuneforge.data.readers import read_columns
 from tuneforge.data.splits import only_known_labels
 from tuneforge.data.text import encode_targets
@@ -75,6 +75,10 @@ def evaluate_images(model: ImageClassifierModel, path: Path, out: Path | None, i
         raise TuneforgeError(f"{out} already holds a report; pass --force to overwrite it")
     data = DataConfig(dataset=None, train_file=str(path), image_column=image_column or meta["image_column"],
                       label_column=label_column or meta["label_column"])
+    if path.is_dir() and split_folders(path):  # a dataset laid out by split: evaluate its test/ part
+        if "test" not in split_folders(path):
+            raise DataError(f"{path}: laid out by split but has no test/ folder; pass the folder to evaluate")
+        path = split_folders(path)["test"]
     class_names = meta.get("idx_class_names")
     result = read_images(path, data, class_names=tuple(class_names) if class_names else None)
     problems = result.problems + check_unseen_labels(set(meta["labels"]), result.examples, "evaluation", str(path))

@@ -60,6 +60,8 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
     """
     processes = process_state()  # first: libraries below may set up Accelerate's state otherwise
     config.eval.metric = config.eval.metric or "accuracy"
+    if getattr(config.method, "cache_features", False):
+        raise ConfigError("method.cache_features: only image_classification caches features; set it false")
     seed_everything(config)
     if config.data.dataset and not config.data.train_file:
         check_dataset_task(config.data.dataset, config.task)
