@@ -145,7 +145,7 @@ def test_cached_feature_probe_trains_only_the_head(tmp_path):
 
 
 @pytest.mark.recipe
-def test_lora_on_convolutions_learns_and_reloads(tmp_path, digit_folder):
+def test_lora_on_convolutions_learns_reloads_and_merges(tmp_path, digit_folder, capsys):
     run = tuneforge.train(image_config(tmp_path, {"name": "lora", "r": 8, "alpha": 16, "dropout": 0.0},
                                        train={"epochs": 2, "lr": 5e-3}))
     assert run.metrics["test"]["accuracy"] > 0.5
@@ -155,6 +155,10 @@ def test_lora_on_convolutions_learns_and_reloads(tmp_path, digit_folder):
     assert adapted == {"_expand_conv", "_project_conv", "_conv_head"}
     files = sorted(str(p) for p in digit_folder.rglob("*.png"))[:8]
     assert np.allclose(model.predict_proba(files), tuneforge.load(run.dir).predict_proba(files), atol=1e-6)
+    code, _, _ = run_cli(capsys, "export", str(run.dir), "--merge", "--out", str(tmp_path / "merged"))
+    merged = tuneforge.load(tmp_path / "merged")
+    assert code == 0 and not merged.meta["adapter"]
+    assert np.allclose(merged.predict_proba(files), model.predict_proba(files), atol=1e-4)
 
 
 def test_frozen_blocks_keep_their_batch_norm_statistics():
@@ -198,3 +202,28 @@ def test_augmented_training_is_the_same_with_data_workers(tmp_path):
         return tuneforge.train(config).metrics["validation"]["loss"]
 
     assert run(0) == pytest.approx(run(2), abs=1e-6)
+
+
+@pytest.mark.recipe
+def test_resume_mid_epoch_reproduces_the_uninterrupted_run(tmp_path):
+    """A run that stopped after step 4 of 6 (epoch 2, batch 1 of 3: mid-epoch) resumes exactly, batch-norm
+    statistics, augmentation and batch order included."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    config = image_config(tmp_path, {"name": "full"}, max_examples=48,
+                          image={"random_resized_crop": True, "hflip": True, "color_jitter": 0.2},
+                          train={"max_steps": 6, "batch_size": 16, "checkpoint": {"every": 1, "keep_last": 10}},
+                          eval={"every": 3})
+    config["deterministic"] = True
+    reference = tuneforge.train(config)
+    crashed = tmp_path / "crashed"  # the same run as if killed right after the step-4 checkpoint
+    shutil.copytree(reference.dir, crashed, ignore=shutil.ignore_patterns("model", "step-0000000[56]"))
+    resumed = tuneforge.train(config, resume=crashed / "checkpoints" / "step-00000004")
+    assert resumed.dir == crashed
+    before = load_file(reference.model_dir / "model.safetensors")
+    after = load_file(resumed.model_dir / "model.safetensors")
+    for name, tensor in before.items():
+        assert torch.equal(tensor, after[name]), f"{name} differs after resume"
+    assert resumed.metrics["test"]["accuracy"] == reference.metrics["test"]["accuracy"]

@@ -233,6 +233,10 @@ def _export(args: argparse.Namespace) -> int:
         print(f"load it with AutoModelForMaskedLM.from_pretrained('{out}'), or train a classifier from it")
         return 0
     model.save_merged(out)
+    if model.meta["task"] == "image_classification":
+        print(f"wrote the model with adapters merged into its convolutions to {out}")
+        print(f"use it like any run: tuneforge predict {out} image.png")
+        return 0
     causal = model.meta["task"] in ("causal_lm", "sft")
     auto = "AutoModelForCausalLM" if causal else "AutoModelForSequenceClassification"
     print(f"wrote a plain transformers model (adapters merged) to {out}")

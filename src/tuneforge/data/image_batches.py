@@ -74,4 +74,4 @@ class EpochKeyedBatches(SeededBatches):
 
     def __iter__(self) -> Iterator[list[int]]:
         offset = self.epoch * len(self.lengths)
-        return iter([[offset + i for i in batch] for batch in self._batches()])
+        return iter([[offset + i for i in batch] for batch in self._remaining(self._batches())])

@@ -89,9 +89,19 @@ class SeededBatches(Sampler[list[int]]):
         self.seed = seed
         self.mode = mode
         self.epoch = 0
+        self.skip = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def skip_first(self, batches: int) -> None:
+        """The next iteration (only) leaves out the epoch's first ``batches``: resuming mid-epoch, they are
+        never built, which for images means never decoded."""
+        self.skip = batches
+
+    def _remaining(self, batches: list[list[int]]) -> list[list[int]]:
+        skip, self.skip = self.skip, 0
+        return batches[skip:]
 
     def _batches(self) -> list[list[int]]:
         order = list(range(len(self.lengths)))
@@ -113,7 +123,7 @@ class SeededBatches(Sampler[list[int]]):
         return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self._batches())
+        return iter(self._remaining(self._batches()))
 
     def __len__(self) -> int:
         return (len(self.lengths) + self.batch_size - 1) // self.batch_size

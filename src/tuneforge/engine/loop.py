@@ -117,11 +117,16 @@ def fit(
                dynamic_ncols=True)
     with _StopOnInterrupt() as interrupt:
         while run.step < steps and not run.tracker.should_stop:
-            batches.set_epoch(run.epoch)  # each epoch gets its own seeded order
+            # Each epoch gets its own seeded order. Accelerate's loader hands its own epoch counter to our
+            # sampler when iteration starts (single process), so it is set too: a run resumed in a later
+            # epoch would otherwise replay epoch 0's order. Resuming mid-epoch, the sampler leaves out the
+            # batches already trained on (never loaded) and the numbering below continues after them.
+            if hasattr(train_loader, "set_epoch"):
+                train_loader.set_epoch(run.epoch)
+            batches.set_epoch(run.epoch)
+            batches.skip_first(run.skip_batches)
             model.train()
-            for batch_index, batch in enumerate(train_loader):
-                if batch_index < run.skip_batches:  # resuming mid-epoch: these were trained on already
-                    continue
+            for batch_index, batch in enumerate(train_loader, start=run.skip_batches):
                 with accelerator.accumulate(model), _explain_out_of_memory(batch, config):
                     loss = loss_fn(model, batch)
                     if hooks.regularizer is not None:

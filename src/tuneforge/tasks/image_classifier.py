@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from tuneforge.data.image_batches import ImageDataset
@@ -15,6 +15,7 @@ from tuneforge.data.transforms import Preprocessing
 from tuneforge.models.vision import build_classifier
 from tuneforge.runs import open_run
 from tuneforge.tasks.image_classification import predict_probs
+from tuneforge.tasks.merging import merge_adapters
 from tuneforge.tasks.text_classification import META_FILE, LabelSpace
 from tuneforge.tasks.text_classifier import Prediction
 
@@ -49,6 +50,15 @@ class ImageClassifierModel:
         """(N, L) probabilities, columns in ``self.labels.names`` order; images are paths or PIL images."""
         items = [str(i) if isinstance(i, Path) else i for i in images]
         return predict_probs(self.model, ImageDataset(items, None, self.prep), batch_size)
+
+    def save_merged(self, folder: Path) -> None:
+        """LoRA folded into the convolutions: a ``model.safetensors`` folder tuneforge loads like a full run."""
+        folder.mkdir(parents=True, exist_ok=True)
+        merged = merge_adapters(self.model, self.meta)
+        save_file({k: v.contiguous() for k, v in merged.state_dict().items()}, str(folder / "model.safetensors"))
+        meta = self.meta | {"adapter": False, "method": f"{self.meta['method']} (merged)" if self.meta["adapter"]
+                            else self.meta["method"]}
+        (folder / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
     def predict(self, images: list[str | Path | Image.Image], batch_size: int = 64) -> list[Prediction]:
         if not images:
