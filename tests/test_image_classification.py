@@ -51,7 +51,7 @@ def digit_folder(tmp_path_factory, digits):
     """100 real digits as PNG files in class folders (a run may have trained on some: accuracy checks are lenient)."""
     pixels, labels = digits
     root = tmp_path_factory.mktemp("digit-pngs")
-    for i in range(4900, 5000):
+    for i in range(0, 5000, 50):  # every 50th: the file is sorted by digit, so this spans all ten
         folder = root / str(labels[i])
         folder.mkdir(exist_ok=True)
         Image.fromarray(pixels[i]).save(folder / f"{i}.png")
@@ -227,3 +227,10 @@ def test_resume_mid_epoch_reproduces_the_uninterrupted_run(tmp_path):
     for name, tensor in before.items():
         assert torch.equal(tensor, after[name]), f"{name} differs after resume"
     assert resumed.metrics["test"]["accuracy"] == reference.metrics["test"]["accuracy"]
+
+
+def test_init_writes_a_valid_image_config_from_a_folder(digit_folder, tmp_path, capsys):
+    code, out, _ = run_cli(capsys, "init", "--task", "image_classification", "--data", str(digit_folder))
+    assert code == 0 and "task: image_classification" in out and "about 28 px" in out
+    config = config_from_dict(__import__("yaml").safe_load(out))
+    assert config.image.size == 48 and config.data.train_file == str(digit_folder)

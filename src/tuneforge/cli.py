@@ -359,9 +359,10 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from tuneforge.starter import starter_config
+    from tuneforge.starter import image_starter_config, starter_config
 
-    text = starter_config(args.task, Path(args.data))
+    data = Path(args.data)
+    text = image_starter_config(data) if args.task == "image_classification" else starter_config(args.task, data)
     if args.out:
         out = Path(args.out)
         if out.exists() and not args.force:
@@ -507,8 +508,9 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_compare)
 
     p = sub.add_parser("init", help="write a commented starter config inferred from a data file")
-    p.add_argument("--task", default="text_classification", choices=["text_classification"])
-    p.add_argument("--data", required=True, help="your labelled data file")
+    p.add_argument("--task", default="text_classification", choices=["text_classification", "image_classification"])
+    p.add_argument("--data", required=True, help="your labelled data file (images: a folder of class folders, "
+                                                 "a table of image paths or an IDX file)")
     p.add_argument("--out", help="write here instead of standard output")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.set_defaults(handler=_init)

@@ -138,3 +138,89 @@ eval:
 output:
   dir: runs
 """
+
+
+# --------------------------------------------------------------------------- images
+
+
+def image_starter_config(data: Path) -> str:
+    """YAML text for image classification on a class-per-folder directory, a table of image paths or IDX."""
+    from tuneforge.config import DataConfig
+    from tuneforge.data.images import IMAGE_SUFFIXES, idx_labels_path, open_image, read_idx, resolve_image_files
+
+    files, _ = resolve_image_files(DataConfig(dataset=None, train_file=str(data)))
+    train = files["train"]
+    image_column = "image"
+    if train.is_dir():
+        counts = Counter({folder.name: sum(1 for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+                          for folder in sorted(train.iterdir()) if folder.is_dir()})
+        firsts = [next((p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES), None)
+                  for folder in sorted(train.iterdir())[:5] if folder.is_dir()]
+        side = max((max(open_image(str(p)).size) for p in firsts if p is not None), default=224)
+    elif "idx3" in train.name:
+        counts = Counter(str(v) for v in read_idx(idx_labels_path(train), 1).tolist())
+        side = max(read_idx(train, 3).shape[1:])
+    else:
+        columns, rows = read_columns(train)
+        image_column = next((c for c in columns if any(str(r.get(c) or "").lower().endswith(IMAGE_SUFFIXES)
+                                                       for r in rows)), None)
+        if image_column is None:
+            raise DataError(f"{train}: no column of image paths ({', '.join(IMAGE_SUFFIXES)}) among: "
+                            f"{', '.join(columns)}")
+        label_column = _label_column(columns, rows, image_column)
+        counts = Counter(str(r.get(label_column)) for r in rows if r.get(label_column) not in (None, ""))
+        side = 224
+    if len(counts) < 2:
+        raise DataError(f"{train}: found {len(counts)} class(es); image classification needs at least 2")
+    small = side <= 64
+    shown = ", ".join(f"{name} ({count})" for name, count in counts.most_common(12))
+    return _IMAGE_TEMPLATE.format(
+        source=_comment(str(data)), labels=_comment(shown + (f" and {len(counts) - 12} more" if len(counts) > 12
+                                                            else "")),
+        name=_yaml(data.stem.replace(" ", "-") or "images"), train_file=_yaml(str(data)),
+        image_column=_yaml(image_column), side=side, size=48 if small else 224, resize="48" if small else "null",
+        crop=_yaml(not small),
+    )
+
+
+_IMAGE_TEMPLATE = """\
+# tuneforge starter config for image classification, inferred from {source}
+# Classes found: {labels}
+# Images seen are about {side} px on their longer side.
+# Train with:   tuneforge train THIS_FILE      (every key: `tuneforge config`; guide: docs/images.md)
+task: image_classification
+name: {name}
+seed: 42
+
+data:
+  dataset: null
+  train_file: {train_file}    # class-per-folder directory (train/ val/ test/ used if present), table or IDX
+  image_column: {image_column}          # tables only: the column of image paths, relative to the table
+  on_bad_rows: error            # error: list unreadable images and stop; skip: train on the good ones
+
+model:
+  name: efficientnet-lite0
+
+method:
+  name: full                    # full | topk | lora | freeze (add cache_features: true for a fast probe)
+
+image:
+  size: {size}                     # input side: 224 for photos; small images: 32-64 is faster and enough
+  resize: {resize}                  # evaluation: shorter side before the centre crop (null = size / 0.875)
+  random_resized_crop: {crop}
+  hflip: true                   # false for text, digits or anything whose mirror image is another class
+  color_jitter: 0.0
+
+train:
+  epochs: 3
+  batch_size: 64
+  lr: 2.0e-3                    # full fine-tuning of this CNN; ~5e-3 for lora, ~1e-2 for a cached probe
+  num_workers: 2                # processes decoding and augmenting images
+
+eval:
+  metric: accuracy
+  early_stopping_patience: 3
+
+output:
+  dir: runs
+"""

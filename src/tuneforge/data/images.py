@@ -214,7 +214,7 @@ def check_image_file(path: str) -> tuple[str, str] | None:
 
 
 def _read_idx(path: Path, class_names: tuple[str, ...] | None) -> ReadResult:
-    labels_path = _idx_labels_path(path)
+    labels_path = idx_labels_path(path)
     pixels = read_idx(path, expected_dims=3)
     labels = read_idx(labels_path, expected_dims=1)
     if len(labels) != len(pixels):
@@ -232,7 +232,7 @@ def _read_idx(path: Path, class_names: tuple[str, ...] | None) -> ReadResult:
     return result
 
 
-def _idx_labels_path(images: Path) -> Path:
+def idx_labels_path(images: Path) -> Path:
     name = re.sub(r"images([-.])idx3", r"labels\1idx1", images.name)
     for candidate in (images.with_name(name), images.with_name(name.removesuffix(".gz")),
                       images.with_name(name + ".gz")):
