@@ -23,6 +23,7 @@ EPILOG = """examples:
   tuneforge generate smollm2-135m --chat               chat in the terminal
   tuneforge compare configs/compare_rt.yaml --methods full,freeze,lora,ia3
   tuneforge train configs/fashion_mnist.yaml            image classification (efficientnet-lite0)
+  tuneforge init --task image_classification --data photos/ > photos.yaml
   tuneforge predict runs/fashion-mnist-2026... shoe.png boot.jpg
   tuneforge predict runs/fashion-mnist-2026... --dir photos/ --out preds.csv
 """
