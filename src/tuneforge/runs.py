@@ -92,6 +92,22 @@ def find_resume_point(config: Config, resume: str | Path, force: bool = False) -
     return run_dir, checkpoints[0]
 
 
+def run_dir_for(config: Config, resume: str | Path | None, resume_force: bool,
+                processes) -> tuple[Path, Checkpoint | None]:
+    """The run directory (and checkpoint) of a starting or resumed run, the same in every process.
+
+    Called only once set-up succeeded, so config mistakes leave no empty run folders behind.
+    """
+    if resume is not None:
+        return find_resume_point(config, resume, resume_force)
+    run_dir = create_run_dir(config) if processes.is_main_process else None
+    if processes.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        run_dir = broadcast_object_list([run_dir])[0]
+    return run_dir, None
+
+
 def check_writable(folder: Path) -> None:
     """A test write before training starts: a full disk or read-only folder fails now, not hours in."""
     probe = folder / f".write-test-{os.getpid()}"

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import PartialState
-from accelerate.utils import broadcast_object_list
 from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
@@ -39,7 +38,7 @@ from tuneforge.errors import ConfigError
 from tuneforge.evaluation.plots import plot_image_grid, plot_per_class_accuracy
 from tuneforge.methods import Target, apply_method, count_parameters, describe_trainable
 from tuneforge.models.vision import build_classifier, check_vision_model
-from tuneforge.runs import Run, create_run_dir, find_resume_point, finish_run
+from tuneforge.runs import Run, finish_run, run_dir_for
 from tuneforge.tasks.text_classification import (
     META_FILE,
     LabelSpace,
@@ -61,33 +60,17 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
     splits = load_image_splits(config)  # every image decoded once before any model loads
     labels = LabelSpace(splits.labels(), multi_label=False)
     check_metric(config.eval.metric, labels)
-    prep, augmentation = Preprocessing.from_config(config.image), Augmentation.from_config(config.image)
-    targets = {name: encode_targets([e.label for e in rows], labels.names, False)
-               for name, rows in (("train", splits.train), ("validation", splits.validation), ("test", splits.test))}
-    datasets = {name: ImageDataset.of(rows, targets[name], prep) for name, rows in
-                (("train", splits.train), ("validation", splits.validation), ("test", splits.test))}
-
+    prep = Preprocessing.from_config(config.image)
     model = build_classifier(config.model.name, len(labels.names), config.image.size, config.image.dropout,
                              channels_last=config.image.channels_last)
-    cached = getattr(config.method, "cache_features", False)
-    if cached:  # features of the pretrained backbone, before anything could train it
-        datasets = {name: FeatureDataset(features_of(model, data, config), data.targets)
-                    for name, data in datasets.items()}
-    else:
-        datasets["train"] = ImageDataset.of(splits.train, targets["train"], prep, augmentation, config.seed)
+    targets, datasets = _datasets(config, splits, labels, prep, model)
     train_loader = _train_loader(datasets["train"], config)
     target = Target(heads=("classifier",), task_type=None, total_steps=planned_steps(config, train_loader))
     model = apply_method(model, config.method, target)
     trainable, total = count_parameters(model)
     print(f"Trainable parameters: {describe_trainable(trainable, total)}", file=sys.stderr)
 
-    checkpoint = None
-    if resume is not None:
-        run_dir, checkpoint = find_resume_point(config, resume, resume_force)
-    elif processes.is_main_process:
-        run_dir = create_run_dir(config)
-    if resume is None and processes.num_processes > 1:
-        run_dir = broadcast_object_list([run_dir if processes.is_main_process else None])[0]
+    run_dir, checkpoint = run_dir_for(config, resume, resume_force, processes)
     accelerator = make_accelerator(config, run_dir)
     weights = targets["train"] if config.train.class_weights == "auto" else None
     loss_fn = make_loss(labels, weights, logits_of=_logits)
@@ -116,6 +99,19 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
                                     shown)
     return finish_run(run_dir, config, splits, labels.names, evaluation, result.history, extras,
                       images=images, sections=sections)
+
+
+def _datasets(config: Config, splits, labels: LabelSpace, prep: Preprocessing, model: nn.Module) -> tuple[dict, dict]:
+    """Targets and datasets per split: images (training ones augmented) or, for a cached probe, features."""
+    parts = {"train": splits.train, "validation": splits.validation, "test": splits.test}
+    targets = {name: encode_targets([e.label for e in rows], labels.names, False) for name, rows in parts.items()}
+    datasets = {name: ImageDataset.of(rows, targets[name], prep) for name, rows in parts.items()}
+    if getattr(config.method, "cache_features", False):  # the pretrained backbone's, before anything trains
+        return targets, {name: FeatureDataset(features_of(model, data, config), data.targets)
+                         for name, data in datasets.items()}
+    augmentation = Augmentation.from_config(config.image)
+    datasets["train"] = ImageDataset.of(splits.train, targets["train"], prep, augmentation, config.seed)
+    return targets, datasets
 
 
 def _check_config(config: Config) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from accelerate import PartialState
-from accelerate.utils import broadcast_object_list, gather_object
+from accelerate.utils import gather_object
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -31,7 +31,7 @@ from tuneforge.errors import ConfigError, RegistryError
 from tuneforge.evaluation.plots import plot_training_curves
 from tuneforge.evaluation.report import write_report
 from tuneforge.methods import Target, apply_method, count_parameters, describe_trainable
-from tuneforge.runs import Run, create_run_dir, find_resume_point, open_run
+from tuneforge.runs import Run, open_run, run_dir_for
 
 META_FILE = "tuneforge.json"
 LM_METRICS = ("perplexity", "loss")
@@ -96,7 +96,7 @@ def run(task: LMTask, config: Config, resume: str | Path | None = None, resume_f
     print(f"Trainable parameters: {describe_trainable(trainable, total)}", file=sys.stderr)
     print(f"validation perplexity before training: {before['validation']['perplexity']:.2f}", file=sys.stderr)
 
-    run_dir, checkpoint = _run_dir(config, resume, resume_force, processes)
+    run_dir, checkpoint = run_dir_for(config, resume, resume_force, processes)
     accelerator = make_accelerator(config, run_dir)
     result = fit(model, train_loader, causal_loss if task.causal else masked_loss,
                  lambda m: evaluate(accelerator.unwrap_model(m), "validation"), config, accelerator,
@@ -263,18 +263,6 @@ def _train_loader(data: LMData, config: Config, grouped: bool) -> DataLoader:
     batches = SeededBatches(data.lengths, config.train.batch_size, config.seed, mode)
     return DataLoader(data.train, batch_sampler=batches, collate_fn=data.collate,
                       num_workers=config.train.num_workers, generator=torch.Generator().manual_seed(config.seed))
-
-
-def _run_dir(config: Config, resume, resume_force: bool, processes) -> tuple[Path, object]:
-    checkpoint = None
-    run_dir = None
-    if resume is not None:
-        run_dir, checkpoint = find_resume_point(config, resume, resume_force)
-    elif processes.is_main_process:
-        run_dir = create_run_dir(config)
-    if resume is None and processes.num_processes > 1:
-        run_dir = broadcast_object_list([run_dir if processes.is_main_process else None])[0]
-    return run_dir, checkpoint
 
 
 def save_lm(model: nn.Module, tokenizer, folder: Path, config: Config) -> None:

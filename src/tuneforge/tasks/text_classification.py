@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate.utils import broadcast_object_list
 from torch import nn
 from torch.utils.data import DataLoader
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -38,7 +37,7 @@ from tuneforge.engine.sharding import gather_rows, my_share
 from tuneforge.errors import ConfigError, RegistryError
 from tuneforge.evaluation.metrics import classification_metrics, multilabel_metrics, tune_thresholds
 from tuneforge.methods import Target, apply_method, count_parameters, describe_trainable, head_module_names
-from tuneforge.runs import Run, create_run_dir, find_resume_point, finish_run
+from tuneforge.runs import Run, finish_run, run_dir_for
 
 META_FILE = "tuneforge.json"
 LogitsFn = Callable[[nn.Module, dict], torch.Tensor]
@@ -84,13 +83,7 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
     model = apply_method(model, config.method, target)
     trainable, total = count_parameters(model)
     print(f"Trainable parameters: {describe_trainable(trainable, total)}", file=sys.stderr)
-    checkpoint = None
-    if resume is not None:
-        run_dir, checkpoint = find_resume_point(config, resume, resume_force)
-    elif processes.is_main_process:
-        run_dir = create_run_dir(config)  # only once set-up succeeded: no empty run folders for config mistakes
-    if resume is None and processes.num_processes > 1:
-        run_dir = broadcast_object_list([run_dir if processes.is_main_process else None])[0]
+    run_dir, checkpoint = run_dir_for(config, resume, resume_force, processes)
 
     accelerator = make_accelerator(config, run_dir)
     loss_fn = make_loss(labels, datasets["train"].targets if config.train.class_weights == "auto" else None)
