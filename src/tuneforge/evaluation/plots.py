@@ -131,7 +131,9 @@ def plot_per_class_accuracy(accuracy: dict[str, float], path: str | Path) -> Pat
     positions = np.arange(len(ordered))
     ax.barh(positions, [value for _, value in ordered], color="tab:blue")
     for y, (_, value) in zip(positions, ordered, strict=True):
-        ax.text(min(value + 0.01, 0.9), y, f"{value:.3f}", va="center", fontsize=8)
+        inside = value > 0.85  # no room right of a long bar: write inside it, in white
+        ax.text(value - 0.01 if inside else value + 0.01, y, f"{value:.3f}", va="center", fontsize=8,
+                ha="right" if inside else "left", color="white" if inside else "black")
     ax.set_yticks(positions, labels=[_literal(name) for name, _ in ordered], fontsize=8)
     ax.invert_yaxis()  # worst class first, where the eye starts
     ax.set_xlim(0, 1)
