@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 
 from tuneforge.config import DataConfig
@@ -11,13 +9,12 @@ from tuneforge.data.images import IMAGE_SUFFIXES, check_image_file, read_images,
 from tuneforge.data.readers import read_columns
 from tuneforge.data.splits import only_known_labels
 from tuneforge.data.text import encode_targets
-from tuneforge.data.validation import check_unseen_labels, count_bad_rows, format_problems
+from tuneforge.data.validation import check_unseen_labels, format_problems
 from tuneforge.errors import DataError, TuneforgeError
-from tuneforge.evaluation.plots import plot_confusion_matrix
-from tuneforge.evaluation.report import write_report
 from tuneforge.tasks.image_classification import image_report
 from tuneforge.tasks.image_classifier import ImageClassifierModel
 from tuneforge.tasks.text_classification import score
+from tuneforge.tasks.text_io import eval_dir, write_evaluation
 
 MAX_LISTED = 20
 
@@ -70,7 +67,7 @@ def evaluate_images(model: ImageClassifierModel, path: Path, out: Path | None, i
                     label_column: str | None, on_bad_rows: str = "error", force: bool = False) -> tuple[dict, Path]:
     """Score a trained image run on new labelled images (folder, table or IDX); the training report's contents."""
     meta = model.meta
-    out_dir = out or _eval_dir(model, path)
+    out_dir = out or eval_dir(model.source, path)
     if out is not None and (out / "report.md").exists() and not force:
         raise TuneforgeError(f"{out} already holds a report; pass --force to overwrite it")
     data = DataConfig(dataset=None, train_file=str(path), image_column=image_column or meta["image_column"],
@@ -92,19 +89,7 @@ def evaluate_images(model: ImageClassifierModel, path: Path, out: Path | None, i
     targets = encode_targets([e.label for e in examples], meta["labels"], False)
     metrics = score(probs, targets, model.labels, None)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     images, sections = image_report(examples, probs, metrics, meta["labels"], out_dir, "evaluation")
-    images = {"Confusion matrix": str(plot_confusion_matrix(metrics["confusion_matrix"], meta["labels"],
-                                                           out_dir / "confusion_matrix.png"))} | images
-    skipped = count_bad_rows(problems)
-    notes = [f"{len(examples):,} images evaluated from {path}."] + ([f"{skipped:,} bad images skipped."]
-                                                                    if skipped else [])
-    write_report(out_dir / "report.md", title=f"Evaluation on {path.name}",
-                 summary={"model": str(model.source), "data": str(path)}, metrics=metrics,
-                 data_notes=notes, images=images, extra_sections=sections)
+    write_evaluation(out_dir, model.source, path, metrics, meta["labels"], len(examples), problems, images,
+                     sections, unit="images")
     return metrics, out_dir
-
-
-def _eval_dir(model: ImageClassifierModel, data: Path) -> Path:
-    run_dir = model.source.parent if model.source.name == "model" else model.source
-    return run_dir / f"eval-{data.stem or data.name}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -66,7 +66,7 @@ def evaluate_file(model: TextClassifier | PromptClassifier, path: Path, out: Pat
                   label_column: str | None, on_bad_rows: str = "error", force: bool = False) -> tuple[dict, Path]:
     """Score a trained run on new labelled data and write the same report as training does."""
     meta = model.meta
-    out_dir = out or _eval_dir(model, path)
+    out_dir = out or eval_dir(model.source, path)
     if out is not None and (out / "report.md").exists() and not force:
         raise TuneforgeError(f"{out} already holds a report; pass --force to overwrite it")
     result = read_examples(path, text_column or meta["text_column"], label_column or meta["label_column"],
@@ -86,19 +86,26 @@ def evaluate_file(model: TextClassifier | PromptClassifier, path: Path, out: Pat
     if hasattr(model, "extra_evaluation"):  # e.g. prompting: accuracy for each number of examples
         extra, sections, images = model.extra_evaluation(examples, out_dir)
         metrics |= extra
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    if "confusion_matrix" in metrics:
-        images["Confusion matrix"] = str(plot_confusion_matrix(metrics["confusion_matrix"], meta["labels"],
-                                                               out_dir / "confusion_matrix.png"))
-    skipped = count_bad_rows(problems)
-    notes = [f"{len(examples):,} rows evaluated from {path}."] + ([f"{skipped:,} bad rows skipped."] if skipped else [])
-    write_report(out_dir / "report.md", title=f"Evaluation on {path.name}",
-                 summary={"model": str(model.source), "data": str(path)}, metrics=metrics,
-                 data_notes=notes, images=images, extra_sections=sections)
+    write_evaluation(out_dir, model.source, path, metrics, meta["labels"], len(examples), problems, images,
+                     sections)
     return metrics, out_dir
 
 
-def _eval_dir(model: TextClassifier, data: Path) -> Path:
-    """A new folder beside the model: RUN/eval-<data>-<timestamp>."""
-    run_dir = model.source.parent if model.source.name == "model" else model.source
-    return run_dir / f"eval-{data.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+def write_evaluation(out_dir: Path, source: Path, data: Path, metrics: dict, labels: list[str], evaluated: int,
+                     problems: list, images: dict[str, str], sections: dict[str, str], unit: str = "rows") -> None:
+    """``metrics.json`` and ``report.md`` of an evaluation on new data, with its confusion matrix plotted."""
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    if "confusion_matrix" in metrics:
+        matrix = plot_confusion_matrix(metrics["confusion_matrix"], labels, out_dir / "confusion_matrix.png")
+        images = {"Confusion matrix": str(matrix)} | images
+    skipped = count_bad_rows(problems)
+    notes = [f"{evaluated:,} {unit} evaluated from {data}."] + ([f"{skipped:,} bad {unit} skipped."] if skipped else [])
+    write_report(out_dir / "report.md", title=f"Evaluation on {data.name}",
+                 summary={"model": str(source), "data": str(data)}, metrics=metrics,
+                 data_notes=notes, images=images, extra_sections=sections)
+
+
+def eval_dir(source: Path, data: Path) -> Path:
+    """A new folder beside the model (``source``): RUN/eval-<data>-<timestamp>."""
+    run_dir = source.parent if source.name == "model" else source
+    return run_dir / f"eval-{data.stem or data.name}-{time.strftime('%Y%m%d-%H%M%S')}"
