@@ -130,6 +130,8 @@ def test_cli_names_bad_images_and_can_skip_them(full_run, digit_folder, tmp_path
     assert code == 2 and "broken.png" in err and "--on-bad-rows skip" in err
     code, out, err = run_cli(capsys, "predict", str(full_run.dir), str(good), str(broken), "--on-bad-rows", "skip")
     assert code == 0 and len(out.strip().splitlines()) == 1 and "skipped 1" in err
+    code, _, err = run_cli(capsys, "predict", str(full_run.dir), str(good), "--dir", str(digit_folder))
+    assert code == 2 and "exactly one of them" in err
 
 
 @pytest.mark.recipe

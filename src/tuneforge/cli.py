@@ -119,6 +119,8 @@ def _predict(args: argparse.Namespace) -> int:
     from tuneforge.tasks.text_io import check_output, read_texts, write_predictions
 
     if _run_task(args.run) == "image_classification":
+        if sum(map(bool, (args.texts, args.file, args.dir))) != 1:  # before the model loads
+            raise TuneforgeError("give image files, --dir FOLDER or --file TABLE (exactly one of them)")
         return _predict_images(load(args.run), args)
     if args.dir:
         raise TuneforgeError(f"--dir is for image runs; {args.run} classifies text (give texts or --file)")
@@ -159,8 +161,6 @@ def _predict_images(model, args: argparse.Namespace) -> int:
     from tuneforge.tasks.image_io import checked_images, images_from_table, images_in
     from tuneforge.tasks.text_io import check_output, write_predictions
 
-    if sum(map(bool, (args.texts, args.file, args.dir))) != 1:
-        raise TuneforgeError("give image files, --dir FOLDER or --file TABLE (exactly one of them)")
     if args.texts:
         paths = [Path(p) for p in args.texts]
     elif args.dir:
