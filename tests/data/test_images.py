@@ -55,7 +55,7 @@ def test_fashion_mnist_missing_package_names_the_fix(monkeypatch, tmp_path):
         datasets.dataset_folder("fashion-mnist")
 
 
-def test_folder_of_class_folders_with_bad_images_reports_each(tmp_path, digits):
+def test_folder_of_class_folders_with_bad_images_reports_each(tmp_path, digits, capsys):
     pixels, labels = digits
     root = tmp_path / "data"
     for i in range(6):
@@ -69,7 +69,9 @@ def test_folder_of_class_folders_with_bad_images_reports_each(tmp_path, digits):
     save_digit(root / "stray.png", pixels[0])
     (root / "7" / "README.txt").write_text("ignored: not an image suffix")
 
+    (root / "7" / "holiday.heic").write_bytes(b"\0" * 10)
     result = read_images(root, DataConfig())
+    assert "ignored 2 files that are not images tuneforge reads (1 .txt, 1 .heic)" in capsys.readouterr().err
     assert len(result.examples) == 6
     kinds = {p.location: p.kind for p in result.problems}
     assert kinds == {"7/truncated.png": "truncated_image", "7/empty.jpg": "empty_image",

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import gzip
 import re
+import sys
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,11 +147,20 @@ def _read_folder(root: Path) -> ReadResult:
         result.total_rows += 1
         result.problems.append(Problem(str(root), stray.name, "outside_class_folder",
                                        "image outside any class folder; move it into one"))
+    ignored: Counter[str] = Counter()
     for folder in classes:  # images anywhere under a class folder belong to that class
         for file in sorted(folder.rglob("*")):
-            if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES and not file.name.startswith("."):
-                result.total_rows += 1
-                result.examples.append(ImageExample(str(file), folder.name, f"{root}:{file.relative_to(root)}"))
+            if not file.is_file() or file.name.startswith("."):
+                continue
+            if file.suffix.lower() not in IMAGE_SUFFIXES:
+                ignored[file.suffix.lower() or "(no suffix)"] += 1
+                continue
+            result.total_rows += 1
+            result.examples.append(ImageExample(str(file), folder.name, f"{root}:{file.relative_to(root)}"))
+    if ignored:  # e.g. .heic phone photos: say so rather than train on fewer images unnoticed
+        kinds = ", ".join(f"{count} {suffix}" for suffix, count in ignored.most_common())
+        print(f"{root}: ignored {sum(ignored.values())} files that are not images tuneforge reads ({kinds})",
+              file=sys.stderr)
     if not result.examples and not result.problems:
         raise DataError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)}) in its class folders")
     return result
