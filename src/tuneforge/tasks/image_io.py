@@ -7,14 +7,12 @@ from pathlib import Path
 from tuneforge.config import DataConfig
 from tuneforge.data.images import IMAGE_SUFFIXES, check_image_file, read_images, split_folders
 from tuneforge.data.readers import read_columns
-from tuneforge.data.splits import only_known_labels
 from tuneforge.data.text import encode_targets
-from tuneforge.data.validation import check_unseen_labels, format_problems
-from tuneforge.errors import DataError, TuneforgeError
+from tuneforge.errors import DataError
 from tuneforge.tasks.image_classification import image_report
 from tuneforge.tasks.image_classifier import ImageClassifierModel
 from tuneforge.tasks.text_classification import score
-from tuneforge.tasks.text_io import eval_dir, write_evaluation
+from tuneforge.tasks.text_io import eval_dir, usable_examples, write_evaluation
 
 MAX_LISTED = 20
 
@@ -67,23 +65,17 @@ def evaluate_images(model: ImageClassifierModel, path: Path, out: Path | None, i
                     label_column: str | None, on_bad_rows: str = "error", force: bool = False) -> tuple[dict, Path]:
     """Score a trained image run on new labelled images (folder, table or IDX); the training report's contents."""
     meta = model.meta
-    out_dir = out or eval_dir(model.source, path)
-    if out is not None and (out / "report.md").exists() and not force:
-        raise TuneforgeError(f"{out} already holds a report; pass --force to overwrite it")
+    out_dir = eval_dir(model.source, path, out, force)
     data = DataConfig(dataset=None, train_file=str(path), image_column=image_column or meta["image_column"],
                       label_column=label_column or meta["label_column"])
-    if path.is_dir() and split_folders(path):  # a dataset laid out by split: evaluate its test/ part
-        if "test" not in split_folders(path):
+    splits = split_folders(path) if path.is_dir() else {}
+    if splits:  # a dataset laid out by split: evaluate its test/ part
+        if "test" not in splits:
             raise DataError(f"{path}: laid out by split but has no test/ folder; pass the folder to evaluate")
-        path = split_folders(path)["test"]
+        path = splits["test"]
     class_names = meta.get("idx_class_names")
     result = read_images(path, data, class_names=tuple(class_names) if class_names else None)
-    problems = result.problems + check_unseen_labels(set(meta["labels"]), result.examples, "evaluation", str(path))
-    if problems and on_bad_rows == "error":
-        raise DataError(format_problems(problems, result.total_rows))
-    examples = only_known_labels(result.examples, set(meta["labels"]))
-    if not examples:
-        raise DataError(f"{path}: no usable labelled images to evaluate")
+    examples, problems = usable_examples(result, meta["labels"], path, on_bad_rows, unit="images")
 
     probs = model.predict_proba([e.image for e in examples])
     targets = encode_targets([e.label for e in examples], meta["labels"], False)

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tuneforge.data.readers import read_columns, read_examples
+from tuneforge.data.readers import ReadResult, read_columns, read_examples
 from tuneforge.data.splits import only_known_labels
 from tuneforge.data.text import encode_targets
 from tuneforge.data.validation import check_unseen_labels, count_bad_rows, format_problems
@@ -66,17 +66,10 @@ def evaluate_file(model: TextClassifier | PromptClassifier, path: Path, out: Pat
                   label_column: str | None, on_bad_rows: str = "error", force: bool = False) -> tuple[dict, Path]:
     """Score a trained run on new labelled data and write the same report as training does."""
     meta = model.meta
-    out_dir = out or eval_dir(model.source, path)
-    if out is not None and (out / "report.md").exists() and not force:
-        raise TuneforgeError(f"{out} already holds a report; pass --force to overwrite it")
+    out_dir = eval_dir(model.source, path, out, force)
     result = read_examples(path, text_column or meta["text_column"], label_column or meta["label_column"],
                            multi_label=meta["multi_label"], label_separator=meta.get("label_separator", "|"))
-    problems = result.problems + check_unseen_labels(set(meta["labels"]), result.examples, "evaluation", str(path))
-    if problems and on_bad_rows == "error":
-        raise DataError(format_problems(problems, result.total_rows))
-    examples = only_known_labels(result.examples, set(meta["labels"]))
-    if not examples:
-        raise DataError(f"{path}: no usable labelled rows to evaluate")
+    examples, problems = usable_examples(result, meta["labels"], path, on_bad_rows)
 
     probs = model.predict_proba([e.text for e in examples])
     targets = encode_targets([e.label for e in examples], meta["labels"], meta["multi_label"])
@@ -89,6 +82,19 @@ def evaluate_file(model: TextClassifier | PromptClassifier, path: Path, out: Pat
     write_evaluation(out_dir, model.source, path, metrics, meta["labels"], len(examples), problems, images,
                      sections)
     return metrics, out_dir
+
+
+def usable_examples(result: ReadResult, labels: list[str], path: Path, on_bad_rows: str,
+                    unit: str = "rows") -> tuple[list, list]:
+    """The rows a trained model can be scored on (and every problem): bad rows and labels it never learnt
+    stop the evaluation, or are left out under ``on_bad_rows: skip``."""
+    problems = result.problems + check_unseen_labels(set(labels), result.examples, "evaluation", str(path))
+    if problems and on_bad_rows == "error":
+        raise DataError(format_problems(problems, result.total_rows))
+    examples = only_known_labels(result.examples, set(labels))
+    if not examples:
+        raise DataError(f"{path}: no usable labelled {unit} to evaluate")
+    return examples, problems
 
 
 def write_evaluation(out_dir: Path, source: Path, data: Path, metrics: dict, labels: list[str], evaluated: int,
@@ -105,7 +111,12 @@ def write_evaluation(out_dir: Path, source: Path, data: Path, metrics: dict, lab
                  data_notes=notes, images=images, extra_sections=sections)
 
 
-def eval_dir(source: Path, data: Path) -> Path:
-    """A new folder beside the model (``source``): RUN/eval-<data>-<timestamp>."""
+def eval_dir(source: Path, data: Path, out: Path | None = None, force: bool = False) -> Path:
+    """``out``, unless it holds a report already (and no ``force``); by default a new folder beside the model
+    (``source``): RUN/eval-<data>-<timestamp>."""
+    if out is not None:
+        if (out / "report.md").exists() and not force:
+            raise TuneforgeError(f"{out} already holds a report; pass --force to overwrite it")
+        return out
     run_dir = source.parent if source.name == "model" else source
     return run_dir / f"eval-{data.stem or data.name}-{time.strftime('%Y%m%d-%H%M%S')}"
