@@ -1,6 +1,6 @@
 """Frozen end to end on the real smollm2-135m (frozen) and EfficientNet-Lite0, with real twemoji images.
 
-The recipe tests train for a few dozen steps on flags vs faces: enough for the visual prefix to tell
+The recipe tests train for 40 steps on flags vs faces: enough for the visual prefix to tell
 the frozen LM which word to write, which a blind run cannot do. Sequence mechanics (slots, padding,
 the KV cache) are checked on a tiny random Llama, where exact equalities are cheap.
 """
@@ -31,12 +31,15 @@ def frozen_config(tmp_path, **sections) -> dict:
         "data": {"dataset": None, "split": [0.75, 0.25, 0.0]},
         "frozen": {"binding_data": None},
         "image": {"size": 32, "resize": 32, "random_resized_crop": False, "hflip": False},
-        "train": {"max_steps": 25, "batch_size": 12, "lr": 2e-3, "log_every": 5, "warmup_ratio": 0.0},
-        "eval": {"batch_size": 12, "every": 25},
+        "train": {"max_steps": 40, "batch_size": 12, "lr": 2e-3, "log_every": 5, "warmup_ratio": 0.0},
+        "eval": {"batch_size": 12, "every": 40},
         "output": {"dir": str(tmp_path / "runs"), "progress": False, "tensorboard": False},
     }
     for key, value in sections.items():
-        config.setdefault(key, {}).update(value)
+        if isinstance(value, dict):
+            config.setdefault(key, {}).update(value)
+        else:
+            config[key] = value
     return config
 
 
@@ -85,7 +88,8 @@ def test_prefix_lets_the_frozen_lm_name_what_it_sees(trained, flags_and_faces):
     captions = model.caption([row.image for row in held_out])
     right = sum(first_word(c) == row.text for c, row in zip(captions, held_out, strict=True)) / len(held_out)
     assert right >= 0.8, captions  # chance 0.5: one word for every image
-    assert seeing.metrics["validation"]["perplexity"] < 0.7 * blind.metrics["validation"]["perplexity"]
+    # blind, the best is ln 2 per caption (which word?); seeing the image removes most of that
+    assert seeing.metrics["validation"]["loss"] < 0.5 * blind.metrics["validation"]["loss"]
 
 
 def test_language_model_weights_stay_bit_identical(trained):
@@ -108,18 +112,18 @@ def test_finetune_lm_ablation_changes_the_lm_and_saves_it(tmp_path, flags_and_fa
     assert reloaded.meta["finetune_lm"]
 
 
-def test_caption_and_ask_commands(trained, twemoji_rows, tmp_path):
+def test_caption_and_ask_commands(trained, twemoji_rows, tmp_path, capsys):
     seeing, _ = trained
     flag = next(r["image"] for r in twemoji_rows if r["text"] == "japan flag")
-    code, out, _ = run_cli(["caption", str(seeing.dir), flag])
+    code, out, _ = run_cli(capsys, "caption", str(seeing.dir), flag)
     assert code == 0 and out.startswith(flag) and first_word(out.split("\t")[1]) == "flag"
-    code, out, _ = run_cli(["ask", str(seeing.dir), "--image", flag, "--text", "This is a"])
+    code, out, _ = run_cli(capsys, "ask", str(seeing.dir), "--image", flag, "--text", "This is a")
     assert code == 0 and out.strip()
-    code, _, err = run_cli(["ask", str(seeing.dir), "--text", "no image here"])
+    code, _, err = run_cli(capsys, "ask", str(seeing.dir), "--text", "no image here")
     assert code == 2 and "--image" in err
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png")
-    code, _, err = run_cli(["caption", str(seeing.dir), str(broken)])
+    code, _, err = run_cli(capsys, "caption", str(seeing.dir), str(broken))
     assert code == 2 and "broken.png" in err
 
 
@@ -134,15 +138,15 @@ def test_python_generate_takes_interleaved_images_and_text(trained, twemoji_rows
         model.generate([Image(images[0]), 42])
 
 
-def test_eval_reports_blind_perplexity_and_binding(trained, twemoji_rows, tmp_path):
+def test_eval_reports_blind_perplexity_and_binding(trained, twemoji_rows, tmp_path, capsys):
     seeing, blind = trained
     binding = tmp_path / "binding"
     for category in ("animal-bird", "food-vegetable"):
         (binding / category).mkdir(parents=True)
         for row in [r for r in twemoji_rows if r["subcategory"] == category][:4]:
             PILImage.open(row["image"]).save(binding / category / f"{len(list((binding / category).iterdir()))}.png")
-    code, out, err = run_cli(["eval", str(seeing.dir), "--blind", str(blind.dir), "--binding", str(binding),
-                              "--episodes", "6", "--out", str(tmp_path / "eval")])
+    code, out, err = run_cli(capsys, "eval", str(seeing.dir), "--blind", str(blind.dir), "--binding", str(binding),
+                              "--episodes", "6", "--out", str(tmp_path / "eval"))
     assert code == 0, err
     results = json.loads((tmp_path / "eval" / "eval.json").read_text())
     ppl = results["perplexity"]
@@ -150,7 +154,7 @@ def test_eval_reports_blind_perplexity_and_binding(trained, twemoji_rows, tmp_pa
     cells = [r for r in results["binding"]["rows"] if "accuracy" in r]
     assert cells and all(r["n"] == 6 and 0 <= r["ci_low"] <= r["accuracy"] <= r["ci_high"] <= 1 for r in cells)
     assert (tmp_path / "eval" / "binding.png").stat().st_size > 0
-    code, _, err = run_cli(["eval", str(seeing.dir), "--out", str(tmp_path / "eval")])
+    code, _, err = run_cli(capsys, "eval", str(seeing.dir), "--out", str(tmp_path / "eval"))
     assert code == 2 and "--force" in err  # never overwrites a report unasked
 
 

@@ -28,8 +28,7 @@ EPILOG = """examples:
   tuneforge predict runs/fashion-mnist-2026... --dir photos/ --out preds.csv
   tuneforge train configs/frozen_twemoji.yaml           Frozen: visual prefixes for a frozen smollm2-135m
   tuneforge caption runs/frozen-twemoji-2026... cat.png
-  tuneforge ask runs/frozen-twemoji-2026... --image a.png --text "This is a dax." --image q.png \
-      --text "Q: What is this? A: This is a"
+  tuneforge ask runs/frozen-twemoji-2026... --image a.png --text "This is a dax." --image q.png --text "This is a"
   tuneforge eval runs/frozen-twemoji-2026... --blind runs/frozen-twemoji-blind-2026...
   tuneforge ablate configs/frozen_twemoji.yaml          the paper's ablations, side by side
 """

@@ -38,7 +38,7 @@ class Image:
 
     def load(self) -> PILImage.Image:
         if isinstance(self.source, PILImage.Image):
-            return self.source
+            return open_image(self.source)  # to RGB, transparency on white, as for files
         problem = check_image_file(str(self.source))
         if problem is not None:
             raise DataError(f"{self.source}: {problem[1]}")
