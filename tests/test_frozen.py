@@ -287,3 +287,23 @@ def test_binding_episodes_bind_each_word_to_one_unseen_category():
     assert len(named) == 3 and set(named) == {images[-1].split("/")[0]}  # the answer's images: the query's category
     low, high = wilson_interval(150, 200)
     assert 0.68 < low < 0.75 < high < 0.81
+
+
+def test_interleaved_training_items_end_by_recalling_a_caption_from_context(tmp_path, twemoji_rows, tiny_llama):
+    from tuneforge.data.captions import ImageText
+    from tuneforge.data.transforms import Augmentation, Preprocessing
+    from tuneforge.tasks.frozen import PairDataset
+
+    config = config_from_dict(frozen_config(tmp_path, frozen={"interleaved": 3, "binding_data": None}))
+    tokenizer, _ = load_language_model(str(tiny_llama))
+    fmt = sequence_format(tokenizer, 2)
+    rows = [ImageText(r["image"], r["text"], None, "t") for r in twemoji_rows[:20]]
+    data = PairDataset(rows, tokenizer, fmt, Preprocessing.from_config(config.image), config,
+                       Augmentation.from_config(config.image), interleaved=3)
+    item = data[5]
+    kinds = [kind for kind, _ in item["pieces"]]
+    assert kinds == ["image", "target"] * 3 + ["image", "text", "target"] and len(item["pixel_values"]) == 4
+    captions = [tokenizer.decode(ids[:-1]) for kind, ids in item["pieces"][:6] if kind == "target"]
+    assert rows[5].text in captions  # the repeated image was shown, with its caption, before the question
+    assert tokenizer.decode(item["pieces"][-1][1][:-1]) == f" {rows[5].text}."
+    assert tokenizer.decode(item["pieces"][-2][1]) == "Q: What is this? A: This is a"
