@@ -133,7 +133,8 @@ def test_python_generate_takes_interleaved_images_and_text(trained, twemoji_rows
     images = [r["image"] for r in twemoji_rows if r["subcategory"] == "country-flag"][:3]
     reply = model.generate([tuneforge.Image(images[0]), "This is a dax.", Image(PILImage.open(images[1])),
                             "This is a blicket.", Image(images[2]), "Q: What is this? A: This is a"])
-    assert isinstance(reply, str)
+    assert isinstance(reply, str) and reply  # a continuation, not an empty string
+    assert model.generate([Image(images[0])]) == model.caption([images[0]])[0] == "flag"  # trained on flags: 'flag'
     with pytest.raises(TypeError):
         model.generate([Image(images[0]), 42])
 
@@ -198,20 +199,21 @@ def test_images_land_in_their_slots_and_padding_changes_nothing(tiny_frozen):
             torch.testing.assert_close(last, reference, atol=1e-5, rtol=1e-4)
 
 
-def test_cached_greedy_equals_full_recomputation(tiny_frozen):
-    item = tiny_frozen.item([Image(_image(4)), "Once upon a"])
+def test_cached_greedy_equals_full_recomputation_also_left_padded(tiny_frozen):
+    short = tiny_frozen.item([Image(_image(4)), "Once upon a"])
+    long = tiny_frozen.item(["A much longer opening line, then", Image(_image(5)), "and so"])
     model = tiny_frozen.model.eval()
-    fast = model.greedy(collate([item], tiny_frozen.fmt, "left"), 6, stop_ids=[-1])[0]
-    pieces = list(item["pieces"])
-    slow = []
-    with torch.no_grad():
-        for _ in range(6):
-            batch = collate([{"pieces": pieces, "pixel_values": item["pixel_values"]}], tiny_frozen.fmt)
-            embeds = model.embed(batch["input_ids"], batch["image_slots"], batch["pixel_values"])
-            token = int(model.lm(inputs_embeds=embeds).logits[0, -1].argmax())
-            slow.append(token)
-            pieces.append(("text", [token]))
-    assert fast == slow
+    together = model.greedy(collate([short, long], tiny_frozen.fmt, "left"), 6, stop_ids=[-1])
+    for item, batched in zip([short, long], together, strict=True):
+        pieces, slow = list(item["pieces"]), []
+        with torch.no_grad():
+            for _ in range(6):  # no cache, no padding: the whole sequence again for every token
+                batch = collate([{"pieces": pieces, "pixel_values": item["pixel_values"]}], tiny_frozen.fmt)
+                embeds = model.embed(batch["input_ids"], batch["image_slots"], batch["pixel_values"])
+                token = int(model.lm(inputs_embeds=embeds).logits[0, -1].argmax())
+                slow.append(token)
+                pieces.append(("text", [token]))
+        assert batched == slow
 
 
 # --------------------------------------------------------------------------- data and config checks
@@ -243,6 +245,9 @@ def test_config_mistakes_are_caught_before_models_load(tmp_path):
         config_from_dict(frozen_config(tmp_path, frozen={"prefix_lenght": 4}))
     with pytest.raises(ConfigError, match="frozen.objective: vqa"):
         tuneforge.train(frozen_config(tmp_path, data={"dataset": "easy-vqa"}))
+    with pytest.raises(ConfigError, match="eval.metric: 'accuracy'"):
+        tuneforge.train(frozen_config(tmp_path, eval={"metric": "accuracy"}))
+    assert not (tmp_path / "runs").exists()  # refused before a run folder was made
 
 
 def test_builtin_image_text_datasets(twemoji_rows):

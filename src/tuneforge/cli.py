@@ -271,6 +271,13 @@ def _frozen_model(run: str, load):
     return load(run)
 
 
+def _positive(text: str) -> int:
+    value = int(text) if text.lstrip("-").isdigit() else None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return value
+
+
 class _Segment(argparse.Action):
     """--image and --text append to one ordered list: the interleaved prompt, as typed."""
 
@@ -544,7 +551,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--binding", metavar="FOLDER", help="Frozen: category folders for fast binding "
                                                      "(default: frozen.binding_data)")
     p.add_argument("--vqa", metavar="DATA", help="Frozen: easy-vqa or a table of image/question/answer")
-    p.add_argument("--episodes", type=int, help="Frozen: binding episodes per cell (default frozen.binding_episodes)")
+    p.add_argument("--episodes", type=_positive,
+                   help="Frozen: binding episodes per cell (default frozen.binding_episodes)")
     p.add_argument("--out", help="report folder (default: RUN/eval-<timestamp>)")
     p.add_argument("--text-column", help="default: the one used in training")
     p.add_argument("--image-column", help="image runs, table data: the image-path column")
@@ -581,7 +589,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("caption", help="caption images with a Frozen run")
     p.add_argument("run", help="Frozen run directory")
     p.add_argument("images", nargs="+", help="image files")
-    p.add_argument("--max-new-tokens", type=int, default=16, help="longest caption in tokens (default 16)")
+    p.add_argument("--max-new-tokens", type=_positive, default=16, help="longest caption in tokens (default 16)")
     p.set_defaults(handler=_caption)
 
     p = sub.add_parser("ask", help="continue an interleaved image-text prompt with a Frozen run",
@@ -591,7 +599,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="Frozen run directory")
     p.add_argument("--image", action=_Segment, dest="segments", metavar="FILE", help="an image (repeatable)")
     p.add_argument("--text", action=_Segment, dest="segments", metavar="TEXT", help="a text (repeatable)")
-    p.add_argument("--max-new-tokens", type=int, default=16, help="tokens to generate at most (default 16)")
+    p.add_argument("--max-new-tokens", type=_positive, default=16, help="tokens to generate at most (default 16)")
     p.set_defaults(handler=_ask)
 
     p = sub.add_parser("ablate", help="train a Frozen config's ablations and tabulate them side by side")
@@ -600,7 +608,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", default="frozen,blind,finetune_lm,prefix_1,prefix_4,scratch",
                    help="comma-separated (default: the paper's six): frozen (the config as is), blind, "
                         "finetune_lm, prefix_1, prefix_4, scratch; also interleaved (frozen.interleaved=2)")
-    p.add_argument("--episodes", type=int, help="binding episodes per cell (default frozen.binding_episodes)")
+    p.add_argument("--episodes", type=_positive, help="binding episodes per cell (default frozen.binding_episodes)")
     p.add_argument("--out", help="output folder (default: <output.dir>/ablate-<name>-<timestamp>)")
     p.set_defaults(handler=_ablate)
 

@@ -205,7 +205,8 @@ class FrozenConfig:
     )
     caption_language: str = _field("en", "tuxpaint: caption locale, e.g. de, fr, zh_CN (`captions` column).")
     question_template: str = _field("Q: {question} A:", "vqa: how a question is written before its answer.")
-    max_new_tokens: int = _field(12, "Longest caption or answer generated in evaluation.")
+    max_new_tokens: int = _field(12, "Longest sample caption or answer generated for the report (binding and VQA "
+                                 "answers are one word: 4 tokens).")
     binding_data: str | None = _field(
         "twemoji", "Fast binding: a folder of category sub-folders unseen in training, or a built-in dataset "
         "with a binding folder (twemoji); null = no binding evaluation in `tuneforge eval`."

@@ -68,8 +68,12 @@ def read_image_texts(path: Path, data: DataConfig, answers: bool, language: str 
         location = f"{table.unit} {row.number}"
         found = list(row.problems)
         values = row.values or {}
-        if language != "en":
-            values = {**values, data.text_column: (values.get("captions") or {}).get(language)}
+        if language != "en" and row.values is not None:
+            captions = values.get("captions") or {}
+            if not isinstance(captions, dict):
+                raise DataError(f"{path}, {location}: the 'captions' column must hold {{language: caption}} "
+                                "objects (JSONL or Parquet), as the built-in tuxpaint does")
+            values = {**values, data.text_column: captions.get(language)}
             if values[data.text_column] is None and row.values is not None:
                 untranslated += 1
                 continue

@@ -90,6 +90,7 @@ def fit(
     run_dir: Path | None = None,
     resume: Checkpoint | None = None,
     row_ids: Callable[[list[int]], list[str]] | None = None,
+    head_lr: float | None = None,
 ) -> FitResult:
     """Train ``model`` in place; on return it holds the best weights seen on validation.
 
@@ -99,7 +100,7 @@ def fit(
     train = config.train
     per_epoch = steps_per_epoch(len(train_loader), train.grad_accum)
     steps = total_steps(config, per_epoch)
-    optimizer = build_optimizer(model, train, head_prefixes)
+    optimizer = build_optimizer(model, train, head_prefixes, head_lr)
     scheduler = build_scheduler(optimizer, train, steps)
     batches = train_loader.batch_sampler  # ours; under DDP Accelerate wraps it and won't forward set_epoch
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)

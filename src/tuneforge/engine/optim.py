@@ -9,8 +9,11 @@ from transformers import get_scheduler
 from tuneforge.config import TrainConfig
 
 
-def build_optimizer(model: nn.Module, train: TrainConfig, head_prefixes: tuple[str, ...] = ()) -> torch.optim.AdamW:
-    """AdamW over trainable parameters; no decay on biases and norms; the new head may get ``head_lr``."""
+def build_optimizer(model: nn.Module, train: TrainConfig, head_prefixes: tuple[str, ...] = (),
+                    head_lr: float | None = None) -> torch.optim.AdamW:
+    """AdamW over trainable parameters; no decay on biases and norms; the head group may get its own rate
+    (``head_lr``, else ``train.head_lr``)."""
+    head_lr = head_lr if head_lr is not None else train.head_lr
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
@@ -22,7 +25,7 @@ def build_optimizer(model: nn.Module, train: TrainConfig, head_prefixes: tuple[s
         {
             "params": params,
             "weight_decay": train.weight_decay if decays else 0.0,
-            "lr": train.head_lr if (is_head and train.head_lr is not None) else train.lr,
+            "lr": head_lr if (is_head and head_lr is not None) else train.lr,
         }
         for (decays, is_head), params in groups.items()
     ]

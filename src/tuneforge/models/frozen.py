@@ -106,6 +106,8 @@ class VisualPrefixLM(nn.Module):
             position = position[:, -1:] + 1
             out = self.lm(input_ids=token[:, None], attention_mask=mask, position_ids=position,
                           past_key_values=out.past_key_values, use_cache=True)
+        if not generated:
+            return [[] for _ in range(len(mask))]
         rows = torch.stack(generated, dim=1).tolist()
         return [_until_stop(row, set(stop_ids)) for row in rows]
 

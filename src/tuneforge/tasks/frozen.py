@@ -145,11 +145,10 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
         return caption_perplexity(accelerator.unwrap_model(model), datasets["validation"], fmt, eval_batch)
 
     # The optimizer's "head" group is the LM when it trains: it needs a far smaller step than the vision side.
-    heads = ("lm",) if fz.finetune_lm else ()
-    config.train.head_lr = fz.lm_lr if fz.finetune_lm else None
     result = fit(model, _train_loader(datasets["train"], fmt, config), lambda m, batch: m(**batch),
-                 evaluate_validation, config, accelerator, heads, run_dir=run_dir,
-                 resume=checkpoint, row_ids=lambda indices: [splits.train[i].source for i in indices])
+                 evaluate_validation, config, accelerator, ("lm",) if fz.finetune_lm else (), run_dir=run_dir,
+                 resume=checkpoint, row_ids=lambda indices: [splits.train[i].source for i in indices],
+                 head_lr=fz.lm_lr if fz.finetune_lm else None)
     model = accelerator.unwrap_model(model).eval()
     evaluation = {name: caption_perplexity(model, datasets[name], fmt, eval_batch)
                   for name in ("validation", "test") if len(datasets[name])}
@@ -179,6 +178,10 @@ def _check_config(config: Config) -> None:
         raise ConfigError(f"method.name: '{config.method.name}' is not available for frozen; use full (the whole "
                           "vision encoder trains) or freeze (only its projection); the language model stays "
                           "frozen unless frozen.finetune_lm")
+    if config.eval.metric not in ("perplexity", "loss"):
+        raise ConfigError(f"eval.metric: '{config.eval.metric}' is not measured for frozen; use perplexity or loss")
+    if config.frozen.interleaved and config.frozen.objective == "vqa":
+        raise ConfigError("frozen.interleaved: only for captioning (frozen.objective: caption)")
     if config.train.head_lr is not None:
         raise ConfigError("train.head_lr: not used by frozen; train.lr is the vision encoder's and frozen.lm_lr "
                           "the language model's (with frozen.finetune_lm)")

@@ -261,6 +261,10 @@ def held_out_perplexities(model: FrozenModel, config, blind_run: str | Path | No
     models = {"with images": model}
     if blind_run is not None:
         models["blind run"] = FrozenModel.from_run(blind_run)
+        if not models["blind run"].meta["blind"]:
+            from tuneforge.errors import RunError
+
+            raise RunError(f"{blind_run} was not trained blind (frozen.blind: true); train one to compare with")
     for name, each in models.items():
         data = PairDataset(rows, each.tokenizer, each.fmt, each.prep, config)
         result[name] = caption_perplexity(each.model, data, each.fmt, config.train.batch_size)

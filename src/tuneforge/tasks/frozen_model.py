@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 from tuneforge.data.images import check_image_file, open_image
 from tuneforge.data.transforms import Preprocessing
-from tuneforge.errors import DataError
+from tuneforge.errors import DataError, RunError
 from tuneforge.models.frozen import Piece, SequenceFormat, VisualPrefixLM, collate
 from tuneforge.runs import open_run
 
@@ -64,6 +64,8 @@ class FrozenModel:
     def from_run(cls, run_dir: str | Path) -> FrozenModel:
         folder = open_run(run_dir)
         meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        if meta.get("task") != "frozen":
+            raise RunError(f"{run_dir} is a {meta.get('task')} run, not a Frozen run (task: frozen)")
         lm_source = folder / LM_FOLDER if meta["finetune_lm"] else None
         tokenizer, lm = load_language_model(meta["language_model"], lm_source)
         vision = build_vision(meta["vision_model"], meta["preprocessing"]["size"], meta["prefix_length"],
