@@ -74,6 +74,8 @@ def _item(model: FrozenModel, pixels: _PixelCache, segments: list) -> dict:
         if kind == "image":
             pieces.append(("image", None))
             images.append(pixels(value))
+        elif kind == "end":  # closes a solved example as training closed every answer
+            pieces.append(("text", [model.fmt.end_id, model.fmt.start_id]))
         else:
             pieces.append(("text", model.tokens(value)))
     return {"pieces": pieces, "pixel_values": images}
@@ -155,7 +157,8 @@ def vqa_accuracy(model: FrozenModel, test: list[ImageText], solved: list[ImageTe
             segments = []
             for example in rng.sample(solved, k) if k else []:
                 segments += [("image", example.image),
-                             ("text", f"{question_template.replace('{question}', example.text)} {example.answer}")]
+                             ("text", f"{question_template.replace('{question}', example.text)} {example.answer}"),
+                             ("end", None)]
             segments += [("image", row.image), ("text", question_template.replace("{question}", row.text))]
             items.append(_item(model, pixels, segments))
         replies = model.generate_items(items, 4, batch_size)
