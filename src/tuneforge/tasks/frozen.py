@@ -124,7 +124,7 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
     seed_everything(config)
     fz = config.frozen
     splits = load_image_text_splits(config.data, config.seed, answers=fz.objective == "vqa",
-                                    language=fz.caption_language)  # every image decoded before models load
+                                    language=fz.caption_language)  # every image checked before models load
     tokenizer, lm = load_language_model(config.model.name)
     fmt = sequence_format(tokenizer, fz.prefix_length)
     model = build_model(config, lm)
