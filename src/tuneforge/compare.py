@@ -60,10 +60,7 @@ def compare(config: Config | dict | str | Path | None, methods: list[str], overr
                for method in dict.fromkeys(methods)}
     if not configs:
         raise ConfigError("no methods to compare; pass e.g. --methods full,freeze,lora")
-    out = Path(out) if out else Path(base.output.dir) / f"compare-{base.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if out.exists() and any(out.iterdir()):
-        raise TuneforgeError(f"{out} exists and is not empty; pass another --out or remove it")
-    out.mkdir(parents=True, exist_ok=True)
+    out = empty_output_dir(out, base, "compare")
     rows = []
     for i, (method, raw) in enumerate(configs.items(), 1):
         _say(progress, f"[{i}/{len(configs)}] {method}: training...")
@@ -72,6 +69,15 @@ def compare(config: Config | dict | str | Path | None, methods: list[str], overr
     metric = next((r["metric"] for r in rows if r.get("metric")), base.eval.metric or "accuracy")
     _write_outputs(out, base, rows, metric)
     return Comparison(out, rows, metric)
+
+
+def empty_output_dir(out: Path | None, base: Config, kind: str) -> Path:
+    """``out`` (default ``<output.dir>/<kind>-<name>-<timestamp>``), created; never one holding earlier results."""
+    out = Path(out) if out else Path(base.output.dir) / f"{kind}-{base.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if out.exists() and any(out.iterdir()):
+        raise TuneforgeError(f"{out} exists and is not empty; pass another --out or remove it")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def format_table(rows: list[dict], metric: str) -> str:

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 from pathlib import Path
 
-from tuneforge.compare import _base_config, _run_isolated
+from tuneforge.compare import _base_config, _run_isolated, _say, empty_output_dir
 from tuneforge.config import Config, apply_overrides, config_from_dict
 from tuneforge.errors import ConfigError, TuneforgeError
 
@@ -43,10 +42,7 @@ def ablate(config: Config | dict | str | Path, variants: list[str], overrides: l
         raw["name"] = f"{base.name}-{name}"
         config_from_dict(raw, f"variant '{name}'")  # fail before anything trains
         configs[name] = raw
-    out = out or Path(base.output.dir) / f"ablate-{base.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if out.exists() and any(out.iterdir()):
-        raise TuneforgeError(f"{out} exists and is not empty; pass another --out or remove it")
-    out.mkdir(parents=True, exist_ok=True)
+    out = empty_output_dir(out, base, "ablate")
     rows = []
     for i, (name, raw) in enumerate(configs.items(), 1):
         _say(progress, f"[{i}/{len(configs)}] {name}: training...")
@@ -92,7 +88,3 @@ def _write(out: Path, rows: list[dict]) -> None:
     with (out / "ablations.csv").open("w", newline="", encoding="utf-8") as file:
         csv.writer(file).writerows([header, *table])
 
-
-def _say(enabled: bool, line: str) -> None:
-    if enabled:
-        print(line, flush=True)
