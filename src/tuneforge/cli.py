@@ -31,6 +31,8 @@ EPILOG = """examples:
   tuneforge ask runs/frozen-twemoji-2026... --image a.png --text "This is a dax." --image q.png --text "This is a"
   tuneforge eval runs/frozen-twemoji-2026... --blind runs/frozen-twemoji-blind-2026...
   tuneforge ablate configs/frozen_twemoji.yaml          the paper's ablations, side by side
+  tuneforge keys create my-app                          an API key for the server (shown once)
+  tuneforge serve runs/quickstart-2026... runs/frozen-twemoji-2026... --port 8000
 """
 
 
@@ -502,6 +504,45 @@ def _prepare(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- parser
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from tuneforge.config import load_config
+    from tuneforge.serving.models import model_specs
+    from tuneforge.serving.server import serve
+
+    overrides = [item if item.startswith("serve.") else f"serve.{item}" for item in args.set or []]
+    flags = {"host": args.host, "port": args.port, "workers": args.workers}
+    overrides += [f"serve.{key}={value}" for key, value in flags.items() if value is not None]
+    settings = load_config(args.config, overrides).serve
+    serve(model_specs(args.runs, args.name or []), settings, auth=not args.no_auth)
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from tuneforge.config import load_config
+    from tuneforge.serving.keys import KeyStore
+
+    store = KeyStore(args.file or load_config(args.config).serve.keys_file)
+    if args.action == "create":
+        if not args.name:
+            raise TuneforgeError("name the key: tuneforge keys create NAME")
+        key = store.create(args.name)
+        print(key)
+        print(f"key '{args.name}' created in {store.path}; copy it now, only its hash is kept", file=sys.stderr)
+    elif args.action == "revoke":
+        if not args.name:
+            raise TuneforgeError("name the key to revoke: tuneforge keys revoke NAME")
+        store.revoke(args.name)
+        print(f"key '{args.name}' revoked; running servers refuse it from their next request (403)")
+    else:
+        keys = store.keys()
+        if not keys:
+            print(f"no keys in {store.path}; create one with `tuneforge keys create NAME`")
+        for key in keys:
+            status = f"revoked {key.revoked}" if key.revoked else "active"
+            print(f"{key.name:24} {key.prefix}...  created {key.created}  {status}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tuneforge",
@@ -629,6 +670,29 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write here instead of standard output")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.set_defaults(handler=_init)
+
+    p = sub.add_parser("serve", help="serve runs over an authenticated HTTP API (FastAPI + uvicorn)",
+                       description="Serve trained runs: /v1/classify, /v1/completions, /v1/chat/completions "
+                                   "(OpenAI shapes), /v1/caption, /v1/ask, /metrics, /healthz, /readyz; "
+                                   "docs at /docs. Needs an API key (tuneforge keys create NAME).")
+    p.add_argument("runs", nargs="*", help="run directories, each served under its folder name")
+    p.add_argument("--name", action="append", metavar="NAME=RUN_DIR", help="serve a run under a name of your "
+                   "choice (repeatable)")
+    p.add_argument("--host", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, help="TCP port (default 8000)")
+    p.add_argument("--workers", type=int, help="server processes, each holding every model (default 1)")
+    p.add_argument("--config", help="a YAML file with a `serve:` section (see `tuneforge config`, serve.*)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a serve setting, e.g. --set mask_inputs=true --set max_batch_size=16 (repeatable)")
+    p.add_argument("--no-auth", action="store_true", help="no API keys (local experiments only)")
+    p.set_defaults(handler=_serve)
+
+    p = sub.add_parser("keys", help="create, list or revoke the server's API keys (stored hashed)")
+    p.add_argument("action", choices=["create", "list", "revoke"])
+    p.add_argument("name", nargs="?", help="the key's name (create, revoke)")
+    p.add_argument("--file", help="key store (default: serve.keys_file, else $TUNEFORGE_HOME/api_keys.json)")
+    p.add_argument("--config", help="a YAML file whose serve.keys_file names the key store")
+    p.set_defaults(handler=_keys)
 
     p = sub.add_parser("list", help="list registered models, datasets, methods or tasks")
     p.add_argument("what", choices=["models", "datasets", "methods", "tasks"])

@@ -223,6 +223,35 @@ class FrozenConfig:
 
 
 @dataclass
+class ServeConfig:
+    host: str = _field("127.0.0.1", "Address to bind; 0.0.0.0 exposes the server beyond this machine.")
+    port: int = _field(8000, "TCP port.")
+    workers: int = _field(1, "Server processes, each with its own copy of every model (uvicorn workers).")
+    auth: bool = _field(True, "Require `Authorization: Bearer <key>` (keys from `tuneforge keys create`); false is "
+                        "for local experiments only.")
+    keys_file: str | None = _field(None, "API key store (hashes only); null = $TUNEFORGE_HOME/api_keys.json.")
+    metrics_auth: bool = _field(True, "Require a key for /metrics too; false lets a Prometheus scraper in without one.")
+    public_docs: bool = _field(False, "Serve /docs and /openapi.json without a key.")
+    max_body_bytes: int = _field(2 * 1024 * 1024, "Largest request body (413 above).")
+    max_items: int = _field(64, "Most texts, images, prompts or chat messages in one request.")
+    max_input_tokens: int = _field(2048, "Longest text or prompt, in the model's tokens.")
+    max_new_tokens: int = _field(512, "Largest `max_tokens` a request may ask for.")
+    max_stop_strings: int = _field(4, "Most stop strings in one request.")
+    max_image_side: int = _field(4096, "Largest image width or height, in pixels.")
+    image_formats: list[str] = _field(["PNG", "JPEG", "WEBP", "GIF", "BMP"], "Image formats accepted.")
+    max_batch_size: int = _field(32, "Micro-batching: most inputs run through a model at once (classify, caption, "
+                                 "ask).")
+    max_wait_ms: float = _field(5.0, "Micro-batching: how long the first input of a batch waits for company.")
+    max_concurrency: int = _field(64, "Requests processed at once; more wait in the queue.")
+    max_queue: int = _field(256, "Requests that may wait for a slot; beyond it, 429 with Retry-After.")
+    request_timeout_s: float = _field(60.0, "Longest a request may take, queueing included (504 after).")
+    grace_period_s: float = _field(30.0, "On SIGTERM: how long in-flight requests may take to finish.")
+    mask_inputs: bool = _field(False, "Mask e-mail addresses, phone, ID and card numbers in model inputs "
+                               "before inference (request logs are always masked).")
+    log_inputs: bool = _field(True, "Put a short, masked preview of each request's input in the request log.")
+
+
+@dataclass
 class OutputConfig:
     dir: str = _field("runs", "Parent folder of run directories (`<dir>/<name>-<timestamp>/`).")
     tensorboard: bool = _field(True, "Write TensorBoard event files into the run directory.")
@@ -343,6 +372,7 @@ class Config:
     image: ImageConfig = _field(None, "Image input: size, augmentation, normalisation (image_classification).")
     frozen: FrozenConfig = _field(None, "Frozen: visual prefixes for a frozen language model (task: frozen).")
     output: OutputConfig = _field(None, "Where results go and which loggers run.")
+    serve: ServeConfig = _field(None, "The HTTP server (`tuneforge serve`): security, limits, batching, queueing.")
 
     def __post_init__(self) -> None:
         # Sections default to their own defaults; dataclasses can't express that directly.
@@ -366,6 +396,7 @@ _SECTION_TYPES: dict[str, type] = {
     "image": ImageConfig,
     "frozen": FrozenConfig,
     "output": OutputConfig,
+    "serve": ServeConfig,
 }
 
 
@@ -467,6 +498,24 @@ def _check_ranges(config: Config, source: str) -> None:
         ("frozen.binding_episodes", fz.binding_episodes, fz.binding_episodes >= 1, "at least 1"),
         ("frozen.vqa_shots", fz.vqa_shots, all(k >= 0 for k in fz.vqa_shots), "shot counts >= 0"),
         ("frozen.vqa_questions", fz.vqa_questions, fz.vqa_questions >= 1, "at least 1"),
+    ]
+    sv = config.serve
+    checks += [
+        ("serve.port", sv.port, 0 <= sv.port <= 65535, "between 0 and 65535"),
+        ("serve.workers", sv.workers, sv.workers >= 1, "at least 1"),
+        ("serve.max_body_bytes", sv.max_body_bytes, sv.max_body_bytes >= 1024, "at least 1024"),
+        ("serve.max_items", sv.max_items, sv.max_items >= 1, "at least 1"),
+        ("serve.max_input_tokens", sv.max_input_tokens, sv.max_input_tokens >= 1, "at least 1"),
+        ("serve.max_new_tokens", sv.max_new_tokens, sv.max_new_tokens >= 1, "at least 1"),
+        ("serve.max_stop_strings", sv.max_stop_strings, sv.max_stop_strings >= 0, "not negative"),
+        ("serve.max_image_side", sv.max_image_side, sv.max_image_side >= 16, "at least 16"),
+        ("serve.image_formats", sv.image_formats, bool(sv.image_formats), "a non-empty list, e.g. [PNG, JPEG]"),
+        ("serve.max_batch_size", sv.max_batch_size, sv.max_batch_size >= 1, "at least 1"),
+        ("serve.max_wait_ms", sv.max_wait_ms, 0 <= sv.max_wait_ms <= 1000, "between 0 and 1000"),
+        ("serve.max_concurrency", sv.max_concurrency, sv.max_concurrency >= 1, "at least 1"),
+        ("serve.max_queue", sv.max_queue, sv.max_queue >= 0, "not negative"),
+        ("serve.request_timeout_s", sv.request_timeout_s, sv.request_timeout_s > 0, "positive"),
+        ("serve.grace_period_s", sv.grace_period_s, sv.grace_period_s >= 0, "not negative"),
     ]
     if isinstance(m, LoraConfig | AdaLoraConfig):
         checks += [("method.alpha", m.alpha, m.alpha > 0, "positive"),

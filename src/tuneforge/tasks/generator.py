@@ -105,11 +105,13 @@ class LanguageModel:
 
     @torch.no_grad()
     def generate(self, prompt: str | Messages, settings: GenerationSettings | None = None,
-                 on_text: Callable[[str], None] | None = None, **overrides) -> Generation:
+                 on_text: Callable[[str], None] | None = None, should_stop: Callable[[], bool] | None = None,
+                 **overrides) -> Generation:
         """Continue ``prompt`` (a string) or answer a conversation (a list of chat messages).
 
-        ``on_text`` receives the new text piece by piece as it is generated; ``overrides`` set
-        ``GenerationSettings`` fields by name (``max_new_tokens=20, temperature=0.7``).
+        ``on_text`` receives the new text piece by piece as it is generated; ``should_stop`` is asked
+        after every token and ends generation early when true (the server's cancel switch);
+        ``overrides`` set ``GenerationSettings`` fields by name (``max_new_tokens=20, temperature=0.7``).
         """
         settings = settings or GenerationSettings()
         for key, value in overrides.items():
@@ -126,7 +128,8 @@ class LanguageModel:
         stream = _StopAwareStream(self.tokenizer, settings.stop, on_text)
         output = self.model.generate(
             **encoded, streamer=stream, pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
-            stopping_criteria=StoppingCriteriaList([_StoppedByStream(stream)]), **_sampling_arguments(settings),
+            stopping_criteria=StoppingCriteriaList([_StoppedByStream(stream, should_stop)]),
+            **_sampling_arguments(settings),
         )
         new_ids = output[0, encoded["input_ids"].shape[1] :]
         stream.finish()
@@ -160,13 +163,16 @@ def _ended(new_ids: torch.Tensor, tokenizer) -> bool:
 
 
 class _StoppedByStream(StoppingCriteria):
-    """Ends generation once the stream has seen a stop string in the new text (never in the prompt)."""
+    """Ends generation once the stream has seen a stop string in the new text (never in the prompt), or when
+    the caller's ``should_stop`` says so."""
 
-    def __init__(self, stream: _StopAwareStream) -> None:
+    def __init__(self, stream: _StopAwareStream, should_stop: Callable[[], bool] | None = None) -> None:
         self.stream = stream
+        self.should_stop = should_stop or (lambda: False)
 
     def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
-        return torch.full((input_ids.shape[0],), self.stream.stopped, dtype=torch.bool, device=input_ids.device)
+        stop = self.stream.stopped or self.should_stop()
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
 
 class _StopAwareStream(BaseStreamer):

@@ -1,0 +1,212 @@
+"""Request and response bodies. Completions and chat follow OpenAI's shapes, so its clients work unchanged.
+
+Unknown fields are ignored (clients send extras such as ``user``); fields tuneforge cannot honour
+(``n > 1``, ``logprobs``, ``echo``) are refused with a 422 rather than silently dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ApiError(Exception):
+    """Any request that cannot be served: becomes ``{"error": {...}}`` with ``status``."""
+
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error",
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.kind = kind
+        self.headers = headers or {}
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.kind, "code": self.status}}
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    code: int
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+# --------------------------------------------------------------------------- models, health
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "tuneforge"
+    task: str
+    endpoints: list[str]
+    labels: list[str] | None = None
+    ready: bool
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class Health(BaseModel):
+    status: str
+    models: dict[str, str] = {}
+
+
+# --------------------------------------------------------------------------- classify
+
+
+class ClassifyRequest(_Request):
+    model: str = Field(description="A served model name (GET /v1/models).")
+    texts: list[str] | None = Field(None, description="Texts, for a text classifier.")
+    images: list[str] | None = Field(None, description="Base64 images or data: URLs, for an image classifier.")
+
+
+class Classification(BaseModel):
+    index: int
+    label: str | list[str]
+    probabilities: dict[str, float]
+
+
+class ClassifyResponse(BaseModel):
+    object: Literal["classification.list"] = "classification.list"
+    model: str
+    data: list[Classification]
+
+
+# --------------------------------------------------------------------------- completions (OpenAI)
+
+
+class StreamOptions(_Request):
+    include_usage: bool = False
+
+
+class _Sampling(_Request):
+    model: str
+    max_tokens: int | None = Field(None, description="New tokens at most (default 16; capped by the server).")
+    temperature: float = Field(1.0, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: int = Field(1, description="Only 1 is supported.")
+    logprobs: bool | int | None = Field(None, description="Not supported.")
+
+
+class CompletionRequest(_Sampling):
+    prompt: str | list[str]
+    echo: bool = Field(False, description="Not supported.")
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class CompletionChoice(BaseModel):
+    text: str
+    index: int
+    logprobs: None = None
+    finish_reason: str | None
+
+
+class CompletionResponse(BaseModel):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage | None = None
+
+
+class TextPart(_Request):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(_Request):
+    role: Literal["system", "user", "assistant"]
+    content: str | list[TextPart]
+
+    def text(self) -> str:
+        return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+
+
+class ChatRequest(_Sampling):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, description="Same as max_tokens (newer OpenAI name).")
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: AssistantMessage
+    logprobs: None = None
+    finish_reason: str
+
+
+class ChatResponse(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+
+
+# --------------------------------------------------------------------------- Frozen: caption, ask
+
+
+class CaptionRequest(_Request):
+    model: str
+    images: list[str] = Field(description="Base64 images or data: URLs.")
+    max_tokens: int = Field(16, description="New tokens per caption at most.")
+
+
+class Caption(BaseModel):
+    index: int
+    caption: str
+
+
+class CaptionResponse(BaseModel):
+    object: Literal["caption.list"] = "caption.list"
+    model: str
+    data: list[Caption]
+
+
+class ImagePart(_Request):
+    type: Literal["image"]
+    image: str = Field(description="Base64 image or data: URL.")
+
+
+PromptPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+
+
+class AskRequest(_Request):
+    model: str
+    prompt: list[PromptPart] = Field(min_length=1, description="Images and texts in order, e.g. a few solved "
+                                     "examples and then the question.")
+    max_tokens: int = 16
+
+
+class AskResponse(BaseModel):
+    object: Literal["answer"] = "answer"
+    model: str
+    text: str
