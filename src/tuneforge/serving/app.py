@@ -139,6 +139,7 @@ def create_app(models: dict[str, ServedModel], settings: ServeConfig | None = No
     app.state.server = server
     _add_error_handlers(app)
     _add_routes(app, server)
+    app.openapi = lambda: _openapi_for_this_server(app, models, settings)
     public = PUBLIC_PATHS | (set() if settings.metrics_auth else {"/metrics"}) | (
         DOC_PATHS if settings.public_docs else set())
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
@@ -146,6 +147,48 @@ def create_app(models: dict[str, ServedModel], settings: ServeConfig | None = No
     app.add_middleware(RequestLog, metrics=server.metrics, log_inputs=settings.log_inputs,
                        paths={route.path for route in app.routes})
     return app
+
+
+def _openapi_for_this_server(app: FastAPI, models: dict[str, ServedModel], settings: ServeConfig) -> dict:
+    """The schema with this server's own facts: each route's ``model`` lists the served models that answer it,
+    and the limits are in place (a drop-down and the real bounds in /docs; a fuzzer that reaches the models)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = schema.get("components", {}).get("schemas", {})
+    for path, operations in schema["paths"].items():
+        names = sorted(name for name, served in models.items() if path in served.endpoints)
+        for operation in operations.values():
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                body = media["schema"]
+                if "$ref" in body:
+                    body = components[body["$ref"].rsplit("/", 1)[1]]
+                properties = body.get("properties", {})
+                if "model" in properties and names:
+                    properties["model"]["enum"] = names
+                for field, (key, value) in _limits(settings).items():
+                    if field in properties:
+                        _constrain(properties[field], key, value)
+    app.openapi_schema = schema
+    return schema
+
+
+def _limits(settings: ServeConfig) -> dict[str, tuple[str, int]]:
+    items = ("maxItems", settings.max_items)
+    return {"max_tokens": ("maximum", settings.max_new_tokens),
+            "max_completion_tokens": ("maximum", settings.max_new_tokens),
+            "stop": ("maxItems", settings.max_stop_strings), "texts": items, "images": items, "prompt": items,
+            "messages": items}
+
+
+def _constrain(field: dict, key: str, value: int) -> None:
+    """Set ``key`` on the field, or on each alternative of an anyOf that it applies to (arrays / integers)."""
+    kind = "array" if key == "maxItems" else "integer"
+    for option in field.get("anyOf", [field]):
+        if option.get("type") == kind:
+            option[key] = value
 
 
 # --------------------------------------------------------------------------- errors

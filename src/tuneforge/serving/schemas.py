@@ -36,6 +36,9 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
+NonEmptyText = Annotated[str, Field(min_length=1)]
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -69,7 +72,7 @@ class Health(BaseModel):
 
 class ClassifyRequest(_Request):
     model: str = Field(description="A served model name (GET /v1/models).")
-    texts: list[str] | None = Field(None, description="Texts, for a text classifier.")
+    texts: list[NonEmptyText] | None = Field(None, description="Texts, for a text classifier.")
     images: list[str] | None = Field(None, description="Base64 images or data: URLs, for an image classifier.")
 
 
@@ -94,20 +97,20 @@ class StreamOptions(_Request):
 
 class _Sampling(_Request):
     model: str
-    max_tokens: int | None = Field(None, description="New tokens at most (default 16; capped by the server).")
+    max_tokens: int | None = Field(None, ge=1, description="New tokens at most (default 16; capped by the server).")
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
-    stop: str | list[str] | None = None
+    stop: NonEmptyText | list[NonEmptyText] | None = None
     seed: int | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    n: int = Field(1, description="Only 1 is supported.")
-    logprobs: bool | int | None = Field(None, description="Not supported.")
+    n: int = Field(1, ge=1, le=1, description="Only 1 is supported.")
+    logprobs: Literal[False] | None = Field(None, description="Not supported: false or null.")
 
 
 class CompletionRequest(_Sampling):
-    prompt: str | list[str]
-    echo: bool = Field(False, description="Not supported.")
+    prompt: NonEmptyText | list[NonEmptyText]
+    echo: Literal[False] = Field(False, description="Not supported: false.")
 
 
 class Usage(BaseModel):
@@ -147,7 +150,7 @@ class ChatMessage(_Request):
 
 class ChatRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(None, description="Same as max_tokens (newer OpenAI name).")
+    max_completion_tokens: int | None = Field(None, ge=1, description="Same as max_tokens (newer OpenAI name).")
 
 
 class AssistantMessage(BaseModel):
@@ -177,7 +180,7 @@ class ChatResponse(BaseModel):
 class CaptionRequest(_Request):
     model: str
     images: list[str] = Field(description="Base64 images or data: URLs.")
-    max_tokens: int = Field(16, description="New tokens per caption at most.")
+    max_tokens: int = Field(16, ge=1, description="New tokens per caption at most.")
 
 
 class Caption(BaseModel):
@@ -203,7 +206,7 @@ class AskRequest(_Request):
     model: str
     prompt: list[PromptPart] = Field(min_length=1, description="Images and texts in order, e.g. a few solved "
                                      "examples and then the question.")
-    max_tokens: int = 16
+    max_tokens: int = Field(16, ge=1, description="New tokens at most.")
 
 
 class AskResponse(BaseModel):

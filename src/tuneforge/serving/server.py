@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -55,6 +56,9 @@ def serve(specs: dict[str, Path], settings: ServeConfig, auth: bool = True) -> N
     print(f"serving {', '.join(f'{n} ({m.task})' for n, m in models.items())} at {where}  "
           f"(API docs {where}/docs, readiness {where}/readyz)")
     print("auth: " + (f"API keys from {keys.path}" if keys else "OFF (--no-auth): anyone who can connect may call it"))
+    # uvicorn drains on SIGTERM, then raises the signal again so the process would die of it (exit -15); a
+    # handler that does nothing turns that into a normal exit 0 once every in-flight request is answered.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     try:
         uvicorn.run("tuneforge.serving.server:app_from_environment", factory=True, host=settings.host,
                     port=settings.port, workers=settings.workers, access_log=False, log_config=_log_config(),
