@@ -239,8 +239,9 @@ class ServeConfig:
     max_stop_strings: int = _field(4, "Most stop strings in one request.")
     max_image_side: int = _field(4096, "Largest image width or height, in pixels.")
     image_formats: list[str] = _field(["PNG", "JPEG", "WEBP", "GIF", "BMP"], "Image formats accepted.")
-    max_batch_size: int = _field(32, "Micro-batching: most inputs run through a model at once (classify, caption, "
-                                 "ask).")
+    max_batch_size: int = _field(16, "Micro-batching: most inputs run through a model at once (classify, caption, "
+                                 "ask); below the number of concurrent clients, one batch computes while the "
+                                 "next gathers.")
     max_wait_ms: float = _field(5.0, "Micro-batching: how long the first input of a batch waits for company.")
     max_concurrency: int = _field(64, "Requests processed at once; more wait in the queue.")
     max_queue: int = _field(256, "Requests that may wait for a slot; beyond it, 429 with Retry-After.")

@@ -23,7 +23,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.serving.conftest import png_base64
 from tests.test_cli import run_cli
 
 HEALTHY_BY = 180  # seconds a server may take to load its models on a busy 2-core machine

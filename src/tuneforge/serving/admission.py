@@ -29,6 +29,7 @@ class Admission:
         self.timeout_s = timeout_s
         self.metrics = metrics
         self.waiting = 0
+        self.active = 0  # requests holding a slot
         self.mean_seconds = 0.5  # running mean of time in a slot: the basis of Retry-After
 
     @contextlib.asynccontextmanager
@@ -53,6 +54,7 @@ class Admission:
             self.waiting -= 1
             self.metrics.queue_depth.dec()
         self.metrics.in_flight.inc()
+        self.active += 1
         loop = asyncio.get_running_loop()
         start = loop.time()
         left = False
@@ -62,6 +64,7 @@ class Admission:
             if not left:
                 left = True
                 self.slots.release()
+                self.active -= 1
                 self.metrics.in_flight.dec()
                 self.mean_seconds = 0.9 * self.mean_seconds + 0.1 * (loop.time() - start)
 

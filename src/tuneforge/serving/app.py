@@ -62,6 +62,8 @@ from tuneforge.serving.schemas import (
 log = logging.getLogger("tuneforge.serve")
 PUBLIC_PATHS = {"/healthz", "/readyz"}
 DOC_PATHS = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+TEXT_FORWARD_BATCH = 8  # 32 review sentences: 296 ms in one pass, 170 ms in four (MiniLM-L6, 2 cores)
+INLINE_CHARS = 20_000  # tokenizing this much takes about a millisecond
 ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 413, 415, 422, 429, 503, 504)}
 
 
@@ -98,7 +100,7 @@ class Server:
         if full_key not in self.batchers:
             self.batchers[full_key] = MicroBatcher(served.name, run_batch, self.executors[served.name],
                                                    self.settings.max_batch_size, self.settings.max_wait_ms,
-                                                   self.metrics)
+                                                   self.metrics, in_flight=lambda: self.admission.active)
         return self.batchers[full_key]
 
     async def load_models(self) -> None:
@@ -327,10 +329,11 @@ def _add_routes(app: FastAPI, server: Server) -> None:
         given = inputs.check_items(wants, getattr(body, wants), settings)
         if wants == "texts":
             request.state.log_input = " | ".join(given)
-            items = await asyncio.to_thread(inputs.check_texts, given, served.tokenizer, settings, "text", False)
+            items = await _off_loop(sum(map(len, given)), inputs.check_texts, given, served.tokenizer, settings,
+                                    "text", False)
         else:
             items = await asyncio.to_thread(_decode_images, given, settings)
-        batcher = server.batcher(served, lambda batch: served.model.predict(batch))
+        batcher = server.batcher(served, _classifier(served))
         predictions = await server.admission.run(request, lambda: batcher.submit(items))
         return ClassifyResponse(model=served.name, data=[
             Classification(index=i, label=p.label, probabilities=p.probabilities)
@@ -347,7 +350,8 @@ def _add_routes(app: FastAPI, server: Server) -> None:
         prompts = inputs.check_items("prompts", [body.prompt] if isinstance(body.prompt, str) else body.prompt,
                                      settings)
         request.state.log_input = " | ".join(prompts)
-        prompts = await asyncio.to_thread(inputs.check_texts, prompts, served.tokenizer, settings, "prompt")
+        prompts = await _off_loop(sum(map(len, prompts)), inputs.check_texts, prompts, served.tokenizer, settings,
+                                  "prompt")
         generation = _settings(body, body.max_tokens, served, settings)
         _check_context(served, [_count(served, p) for p in prompts], generation.max_new_tokens)
         if body.stream:
@@ -370,7 +374,8 @@ def _add_routes(app: FastAPI, server: Server) -> None:
         inputs.check_items("messages", body.messages, settings)
         texts = [m.text() for m in body.messages]
         request.state.log_input = " | ".join(texts)
-        texts = await asyncio.to_thread(inputs.check_texts, texts, served.tokenizer, settings, "message")
+        texts = await _off_loop(sum(map(len, texts)), inputs.check_texts, texts, served.tokenizer, settings,
+                                "message")
         messages = [{"role": m.role, "content": t} for m, t in zip(body.messages, texts, strict=True)]
         try:
             prompt_tokens = _count(served, served.model.format_chat(messages), special=False)
@@ -428,6 +433,24 @@ def _add_routes(app: FastAPI, server: Server) -> None:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+async def _off_loop(size: int, function: Callable, *args):
+    """``function(*args)``: in a worker thread for large inputs, so the event loop keeps answering others; inline
+    for small ones, where the thread hop would cost more than the work (about 1 ms per request under load)."""
+    if size < INLINE_CHARS:
+        return function(*args)
+    return await asyncio.to_thread(function, *args)
+
+
+def _classifier(served: ServedModel) -> Callable[[list], list]:
+    from tuneforge.tasks.text_classifier import TextClassifier
+
+    if isinstance(served.model, TextClassifier):
+        # A micro-batch is split into length-sorted forward passes of TEXT_FORWARD_BATCH: texts from different
+        # requests vary in length, and one pass over all of them would mostly compute padding.
+        return lambda texts: served.model.predict(texts, batch_size=TEXT_FORWARD_BATCH)
+    return served.model.predict
 
 
 def _decode_images(images: list[str | bytes], settings: ServeConfig) -> list:

@@ -1,9 +1,10 @@
 """Dynamic micro-batching: requests that arrive together share one forward pass.
 
-The first input waits at most ``max_wait_ms`` for company; a batch closes at ``max_batch_size``
-inputs. Inputs whose request has gone (timeout, client disconnect) are dropped before they cost a
-forward pass. One batch runs at a time per model, in that model's inference thread, so the event
-loop stays free to accept and answer requests.
+The first input waits at most ``max_wait_ms`` for company, and only while other requests are in
+flight (a lone request runs at once); a batch closes at ``max_batch_size`` inputs. Inputs whose
+request has gone (timeout, client disconnect) are dropped before they cost a forward pass. One
+batch runs at a time per model, in that model's inference thread, so the event loop stays free to
+accept and answer requests.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from tuneforge.serving.metrics import Metrics
 
 class MicroBatcher:
     def __init__(self, model: str, run_batch: Callable[[list], list], executor: Executor, max_batch_size: int,
-                 max_wait_ms: float, metrics: Metrics) -> None:
+                 max_wait_ms: float, metrics: Metrics, in_flight: Callable[[], int] = lambda: 0) -> None:
         self.model = model
         self.run_batch = run_batch
         self.executor = executor
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000
         self.metrics = metrics
+        self.in_flight = in_flight  # requests the server is working on: could any of them join this batch?
         self.queue: asyncio.Queue[tuple[object, asyncio.Future]] = asyncio.Queue()
         self.worker: asyncio.Task | None = None
 
@@ -74,7 +76,7 @@ class MicroBatcher:
         while len(batch) < self.max_batch_size:
             if self.queue.empty():
                 remaining = deadline - loop.time()
-                if remaining <= 0:
+                if remaining <= 0 or self.in_flight() <= len(batch):
                     break
                 try:
                     batch.append(await asyncio.wait_for(self.queue.get(), remaining))

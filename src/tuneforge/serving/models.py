@@ -59,11 +59,22 @@ class ServedModel:
         start = time.perf_counter()
         try:
             self.model = load(self.run_dir)
+            fold_adapters(self.model)
         except Exception as error:  # a broken run must not take the other models down with it
             self.state, self.error = "failed", f"{type(error).__name__}: {error}"
             raise
         self.load_seconds = time.perf_counter() - start
         self.state = "ready"
+
+
+def fold_adapters(model) -> None:
+    """LoRA, AdaLoRA and IA3 adapters folded into the weights once at load: the same answers (to float
+    rounding) with less work per request (bench/serve_throughput.py). Prefix and prompt tuning stay as they are."""
+    from tuneforge.tasks.merging import UNMERGEABLE, merge_adapters
+
+    meta = getattr(model, "meta", {})
+    if meta.get("adapter") and meta.get("method") not in UNMERGEABLE:
+        model.model = merge_adapters(model.model, meta).eval()
 
 
 def model_specs(runs: list[str], named: list[str]) -> dict[str, Path]:

@@ -29,7 +29,7 @@ Messages = list[dict[str, str]]
 @dataclass
 class GenerationSettings:
     max_new_tokens: int = 128
-    temperature: float = 0.0  # 0: greedy
+    temperature: float = 0.0  # 0 (or below GREEDY_BELOW): greedy
     top_p: float = 1.0
     top_k: int = 0  # 0: no top-k cut
     repetition_penalty: float = 1.0
@@ -148,9 +148,14 @@ class LanguageModel:
         save_merged(self.model, self.tokenizer, self.meta, folder)
 
 
+# Sampling at a smaller temperature is greedy decoding in all but name, and dividing the logits by it
+# overflows to inf (found by the server's fuzz test at temperature 5e-324).
+GREEDY_BELOW = 1e-4
+
+
 def _sampling_arguments(settings: GenerationSettings) -> dict:
     arguments = {"max_new_tokens": settings.max_new_tokens, "repetition_penalty": settings.repetition_penalty}
-    if settings.temperature > 0:
+    if settings.temperature >= GREEDY_BELOW:
         arguments |= {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p,
                       "top_k": settings.top_k or None}
     else:
