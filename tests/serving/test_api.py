@@ -409,3 +409,29 @@ def _sample(metrics: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"{name} not in metrics")
+
+
+def test_a_model_that_fails_to_load_keeps_readiness_at_503(served_models, key_store, auth, serving_runs, tmp_path):
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from tuneforge.serving.app import create_app
+    from tuneforge.serving.models import inspect
+
+    broken = tmp_path / "broken"
+    shutil.copytree(serving_runs["sentiment"] / "model", broken / "model")
+    for weights in (broken / "model").glob("*.safetensors"):
+        weights.unlink()
+    models = dict(served_models) | {"broken": inspect("broken", broken)}
+    with TestClient(create_app(models, None, key_store[0])) as client:
+        deadline = time.time() + 60
+        while (ready := client.get("/readyz")).json()["status"] == "loading":
+            assert time.time() < deadline
+            time.sleep(0.1)
+        assert ready.status_code == 503 and ready.json()["models"]["broken"] == "failed"
+        assert "broken" in ready.json()["errors"]
+        refused = client.post("/v1/classify", headers=auth, json={"model": "broken", "texts": ["x"]})
+        assert refused.status_code == 503 and "failed to load" in error_of(refused)
+        assert client.post("/v1/classify", headers=auth, json={"model": "sentiment", "texts": ["x"]}).status_code \
+            == 200

@@ -304,7 +304,8 @@ def _add_routes(app: FastAPI, server: Server) -> None:
         if all(s == "ready" for s in states.values()):
             return Health(status="ready", models=states)
         status = "failed" if "failed" in states.values() else "loading"
-        return JSONResponse(Health(status=status, models=states).model_dump(), 503)
+        errors = {name: m.error for name, m in server.models.items() if m.error}
+        return JSONResponse(Health(status=status, models=states, errors=errors).model_dump(), 503)
 
     @app.get("/v1/models", response_model=ModelList, tags=["models"], dependencies=secured, responses=ERRORS)
     async def list_models() -> ModelList:

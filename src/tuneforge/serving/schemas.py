@@ -64,7 +64,8 @@ class ModelList(BaseModel):
 
 class Health(BaseModel):
     status: str
-    models: dict[str, str] = {}
+    models: dict[str, str] = {}  # name -> loading | ready | failed
+    errors: dict[str, str] = {}  # name -> why it failed to load
 
 
 # --------------------------------------------------------------------------- classify
