@@ -513,7 +513,7 @@ def _serve(args: argparse.Namespace) -> int:
     flags = {"host": args.host, "port": args.port, "workers": args.workers}
     overrides += [f"serve.{key}={value}" for key, value in flags.items() if value is not None]
     settings = load_config(args.config, overrides).serve
-    serve(model_specs(args.runs, args.name or []), settings, auth=not args.no_auth)
+    serve(model_specs(args.runs, args.name or []), settings, auth=settings.auth and not args.no_auth)
     return 0
 
 

@@ -238,6 +238,8 @@ class ServeConfig:
     max_new_tokens: int = _field(512, "Largest `max_tokens` a request may ask for.")
     max_stop_strings: int = _field(4, "Most stop strings in one request.")
     max_image_side: int = _field(4096, "Largest image width or height, in pixels.")
+    max_request_pixels: int = _field(50_000_000, "Most pixels in all of one request's images (decoded RGB: 3 bytes "
+                                     "each; at most max_concurrency requests hold theirs at once).")
     image_formats: list[str] = _field(["PNG", "JPEG", "WEBP", "GIF", "BMP"], "Image formats accepted.")
     max_batch_size: int = _field(16, "Micro-batching: most inputs run through a model at once (classify, caption, "
                                  "ask); below the number of concurrent clients, one batch computes while the "
@@ -510,6 +512,7 @@ def _check_ranges(config: Config, source: str) -> None:
         ("serve.max_new_tokens", sv.max_new_tokens, sv.max_new_tokens >= 1, "at least 1"),
         ("serve.max_stop_strings", sv.max_stop_strings, sv.max_stop_strings >= 0, "not negative"),
         ("serve.max_image_side", sv.max_image_side, sv.max_image_side >= 16, "at least 16"),
+        ("serve.max_request_pixels", sv.max_request_pixels, sv.max_request_pixels >= 256, "at least 256"),
         ("serve.image_formats", sv.image_formats, bool(sv.image_formats), "a non-empty list, e.g. [PNG, JPEG]"),
         ("serve.max_batch_size", sv.max_batch_size, sv.max_batch_size >= 1, "at least 1"),
         ("serve.max_wait_ms", sv.max_wait_ms, 0 <= sv.max_wait_ms <= 1000, "between 0 and 1000"),

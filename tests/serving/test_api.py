@@ -19,7 +19,8 @@ from tests.serving.conftest import make_client, png_base64
 @pytest.fixture(scope="module")
 def client(served_models, key_store):
     with make_client(served_models, key_store, max_items=8, max_input_tokens=64, max_new_tokens=32,
-                     max_stop_strings=2, max_image_side=256, max_body_bytes=200_000) as test_client:
+                     max_stop_strings=2, max_image_side=256, max_body_bytes=200_000,
+                     max_request_pixels=5000) as test_client:
         yield test_client
 
 
@@ -259,6 +260,7 @@ def _tiff() -> str:
     ("/v1/classify", {"model": "digits", "images": ["not base64!"]}, 422, "base64"),
     ("/v1/classify", {"model": "digits", "images": [png_base64(size=(300, 20))]}, 413, "300x20"),
     ("/v1/classify", {"model": "digits", "images": [_tiff()]}, 415, "TIFF"),
+    ("/v1/classify", {"model": "digits", "images": [png_base64(size=(60, 60))] * 2}, 413, "max_request_pixels"),
     ("/v1/classify", {"model": "digits", "images": ["https://example.com/cat.png"]}, 422, "not fetched"),
     ("/v1/classify", {"model": "digits", "images": [png_base64()[:60]]}, 422, "image 0"),
     ("/v1/classify", {"model": "nobody", "texts": ["x"]}, 404, "sentiment"),
@@ -270,6 +272,7 @@ def _tiff() -> str:
     ("/v1/completions", {"model": "writer", "prompt": ""}, 422, "prompt"),
     ("/v1/completions", {"model": "writer", "prompt": "hi", "n": 2}, 422, "n: "),
     ("/v1/completions", {"model": "writer", "prompt": "hi", "temperature": -1}, 422, "temperature"),
+    ("/v1/completions", {"model": "writer", "prompt": "hi", "seed": 2**64}, 422, "seed"),
     ("/v1/completions", {"model": "writer", "prompt": ["a", "b"], "stream": True}, 422, "one prompt"),
     ("/v1/completions", {"model": "sentiment", "prompt": "hi"}, 400, "/v1/classify"),
     ("/v1/chat/completions", {"model": "writer", "messages": []}, 422, "messages"),
@@ -295,8 +298,9 @@ def test_body_size_limit_with_and_without_a_declared_length(client, auth):
             yield b"y" * 10_000
         yield b'"]}'
 
-    streamed = client.post("/v1/classify", headers=auth | {"Content-Type": "application/json"}, content=chunks())
-    assert streamed.status_code == 413
+    for route in ("/v1/classify", "/v1/completions"):  # parsed by tuneforge / by FastAPI
+        streamed = client.post(route, headers=auth | {"Content-Type": "application/json"}, content=chunks())
+        assert streamed.status_code == 413, streamed.text
 
 
 def test_malformed_bodies(client, auth):
@@ -376,6 +380,18 @@ def test_request_log_masks_personal_data_and_never_shows_the_key(client, auth, k
     assert all(mark in logged for mark in ("[EMAIL]", "[PHONE]", "[ID]", "[CARD]"))
 
 
+def test_log_lines_cannot_be_forged_and_masking_stays_linear(client, caplog):
+    from tuneforge.serving.masking import mask
+
+    with caplog.at_level(logging.INFO, logger="tuneforge.serve"):
+        client.get("/x%0AGET /v1/models 200 key=admin me@example.com")
+    (line,) = [r.getMessage() for r in caplog.records if "/x" in r.getMessage()]
+    assert "\n" not in line and "me@example.com" not in line and " 401 " in line
+    started = time.perf_counter()
+    mask("a" * 500_000 + "1" * 500_000)  # a 1 MB body of one word: no quadratic rescans
+    assert time.perf_counter() - started < 2
+
+
 def test_mask_inputs_masks_what_the_model_reads(served_models, key_store, auth):
     raw = "my email is jane.doe@example.com and my phone is +44 20 7946 0958"
     model = served_models["sentiment"].model
@@ -411,7 +427,8 @@ def _sample(metrics: str, name: str) -> float:
     raise AssertionError(f"{name} not in metrics")
 
 
-def test_a_model_that_fails_to_load_keeps_readiness_at_503(served_models, key_store, auth, serving_runs, tmp_path):
+def test_a_model_that_fails_to_load_keeps_readiness_at_503(served_models, key_store, auth, serving_runs, tmp_path,
+                                                           caplog):
     import shutil
 
     from fastapi.testclient import TestClient
@@ -424,13 +441,14 @@ def test_a_model_that_fails_to_load_keeps_readiness_at_503(served_models, key_st
     for weights in (broken / "model").glob("*.safetensors"):
         weights.unlink()
     models = dict(served_models) | {"broken": inspect("broken", broken)}
-    with TestClient(create_app(models, None, key_store[0])) as client:
+    with caplog.at_level(logging.ERROR, logger="tuneforge.serve"), \
+            TestClient(create_app(models, None, key_store[0])) as client:
         deadline = time.time() + 60
         while (ready := client.get("/readyz")).json()["status"] == "loading":
             assert time.time() < deadline
             time.sleep(0.1)
         assert ready.status_code == 503 and ready.json()["models"]["broken"] == "failed"
-        assert "broken" in ready.json()["errors"]
+        assert "model broken" in caplog.text and "failed to load" in caplog.text  # why: in the log, not public
         refused = client.post("/v1/classify", headers=auth, json={"model": "broken", "texts": ["x"]})
         assert refused.status_code == 503 and "failed to load" in error_of(refused)
         assert client.post("/v1/classify", headers=auth, json={"model": "sentiment", "texts": ["x"]}).status_code \

@@ -14,11 +14,12 @@ import json
 import logging
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPBearer
@@ -31,6 +32,7 @@ from tuneforge.serving.admission import Admission, ClientGone
 from tuneforge.serving.batching import MicroBatcher
 from tuneforge.serving.guards import BodyLimit, KeyCheck, RequestLog
 from tuneforge.serving.keys import KeyStore
+from tuneforge.serving.masking import mask
 from tuneforge.serving.metrics import Metrics
 from tuneforge.serving.models import ServedModel
 from tuneforge.serving.schemas import (
@@ -55,8 +57,8 @@ from tuneforge.serving.schemas import (
     ImagePart,
     ModelCard,
     ModelList,
+    SamplingFields,
     Usage,
-    _Sampling,
 )
 
 log = logging.getLogger("tuneforge.serve")
@@ -221,8 +223,9 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def bug(request: Request, error: Exception):
-        log.exception("internal error on %s %s", request.method, request.url.path)
-        request.state.log_error = f"{type(error).__name__}: {error}"
+        # masked: an exception's message can quote the input that caused it
+        trace = "".join(traceback.format_exception(error))
+        log.error("internal error on %s %s\n%s", request.method, request.url.path, mask(trace))
         return JSONResponse(ApiError(500, "internal error; the server log has the details", "server_error").body(),
                             500)
 
@@ -254,18 +257,23 @@ async def _parse_form(request: Request, schema: type[BaseModel], files_field: st
     settings: ServeConfig = request.app.state.server.settings
     try:
         form = await request.form(max_files=settings.max_items, max_fields=settings.max_items + 8)
+    except (HTTPException, ApiError):  # the body-size limit
+        raise
     except Exception as error:  # python-multipart's and Starlette's own parse errors
         raise ApiError(422 if "Too many" not in str(error) else 413, f"unreadable multipart form: {error}") from None
     fields: dict = {}
-    for key, value in form.multi_items():
-        if hasattr(value, "read"):
-            if key != files_field:
-                raise ApiError(422, f"file field '{key}': send files as '{files_field}'")
-            fields.setdefault(files_field, []).append(await value.read())
-        elif key == files_field:
-            raise ApiError(422, f"'{files_field}' must be file uploads in a multipart form")
-        else:
-            fields[key] = value
+    try:
+        for key, value in form.multi_items():
+            if hasattr(value, "read"):
+                if key != files_field:
+                    raise ApiError(422, f"file field '{key}': send files as '{files_field}'")
+                fields.setdefault(files_field, []).append(await value.read())
+            elif key == files_field:
+                raise ApiError(422, f"'{files_field}' must be file uploads in a multipart form")
+            else:
+                fields[key] = value
+    finally:
+        await form.close()  # the uploads' temporary files
     uploads = fields.pop(files_field, [])
     try:
         parsed = schema.model_validate(fields | {files_field: []})
@@ -304,8 +312,7 @@ def _add_routes(app: FastAPI, server: Server) -> None:
         if all(s == "ready" for s in states.values()):
             return Health(status="ready", models=states)
         status = "failed" if "failed" in states.values() else "loading"
-        errors = {name: m.error for name, m in server.models.items() if m.error}
-        return JSONResponse(Health(status=status, models=states, errors=errors).model_dump(), 503)
+        return JSONResponse(Health(status=status, models=states).model_dump(), 503)
 
     @app.get("/v1/models", response_model=ModelList, tags=["models"], dependencies=secured, responses=ERRORS)
     async def list_models() -> ModelList:
@@ -328,14 +335,17 @@ def _add_routes(app: FastAPI, server: Server) -> None:
         if getattr(body, other) is not None:
             raise ApiError(422, f"model '{served.name}' classifies {wants}; send '{wants}', not '{other}'")
         given = inputs.check_items(wants, getattr(body, wants), settings)
+        batcher = server.batcher(served, _classifier(served))
         if wants == "texts":
             request.state.log_input = " | ".join(given)
-            items = await _off_loop(sum(map(len, given)), inputs.check_texts, given, served.tokenizer, settings,
-                                    "text", False)
+            texts = await _off_loop(sum(map(len, given)), inputs.check_texts, given, served.counting_tokenizer,
+                                    settings, "text", False)
+            predictions = await server.admission.run(request, lambda: batcher.submit(texts))
         else:
-            items = await asyncio.to_thread(_decode_images, given, settings)
-        batcher = server.batcher(served, _classifier(served))
-        predictions = await server.admission.run(request, lambda: batcher.submit(items))
+            async def decode_and_classify() -> list:  # images are decoded in the slot, which bounds their memory
+                return await batcher.submit(await asyncio.to_thread(inputs.decode_images, given, settings))
+
+            predictions = await server.admission.run(request, decode_and_classify)
         return ClassifyResponse(model=served.name, data=[
             Classification(index=i, label=p.label, probabilities=p.probabilities)
             for i, p in enumerate(predictions)])
@@ -351,9 +361,9 @@ def _add_routes(app: FastAPI, server: Server) -> None:
         prompts = inputs.check_items("prompts", [body.prompt] if isinstance(body.prompt, str) else body.prompt,
                                      settings)
         request.state.log_input = " | ".join(prompts)
-        prompts = await _off_loop(sum(map(len, prompts)), inputs.check_texts, prompts, served.tokenizer, settings,
-                                  "prompt")
-        generation = _settings(body, body.max_tokens, served, settings)
+        prompts = await _off_loop(sum(map(len, prompts)), inputs.check_texts, prompts, served.counting_tokenizer,
+                                  settings, "prompt")
+        generation = _settings(body, body.max_tokens, settings)
         _check_context(served, [_count(served, p) for p in prompts], generation.max_new_tokens)
         if body.stream:
             if len(prompts) > 1:
@@ -375,7 +385,7 @@ def _add_routes(app: FastAPI, server: Server) -> None:
         inputs.check_items("messages", body.messages, settings)
         texts = [m.text() for m in body.messages]
         request.state.log_input = " | ".join(texts)
-        texts = await _off_loop(sum(map(len, texts)), inputs.check_texts, texts, served.tokenizer, settings,
+        texts = await _off_loop(sum(map(len, texts)), inputs.check_texts, texts, served.counting_tokenizer, settings,
                                 "message")
         messages = [{"role": m.role, "content": t} for m, t in zip(body.messages, texts, strict=True)]
         try:
@@ -385,7 +395,11 @@ def _add_routes(app: FastAPI, server: Server) -> None:
         if prompt_tokens > settings.max_input_tokens:
             raise ApiError(413, f"the conversation is {prompt_tokens} tokens; at most {settings.max_input_tokens} "
                            "(serve.max_input_tokens)")
-        generation = _settings(body, body.max_completion_tokens or body.max_tokens, served, settings)
+        requested = body.max_completion_tokens or body.max_tokens
+        if requested is None:  # OpenAI's chat default: as long as the reply needs, within the cap and the context
+            room = (_context(served) or prompt_tokens + settings.max_new_tokens) - prompt_tokens
+            requested = max(1, min(settings.max_new_tokens, room))
+        generation = _settings(body, requested, settings)
         _check_context(served, [prompt_tokens], generation.max_new_tokens)
         if body.stream:
             return await _stream(request, server, served, messages, generation, body, chat=True)
@@ -403,10 +417,12 @@ def _add_routes(app: FastAPI, server: Server) -> None:
         body: CaptionRequest = await _parse(request, CaptionRequest, "images")
         served = server.model(request, body.model, "/v1/caption")
         max_tokens = inputs.check_max_tokens(body.max_tokens, settings)
-        images = await asyncio.to_thread(_decode_images, inputs.check_items("images", body.images, settings),
-                                         settings)
-        items = await asyncio.to_thread(lambda: [served.model.item([_frozen_image(i)]) for i in images])
-        captions = await _frozen_generate(request, server, served, items, max_tokens)
+        given = inputs.check_items("images", body.images, settings)
+
+        def prepare() -> list[dict]:
+            return [served.model.item([_frozen_image(i)]) for i in inputs.decode_images(given, settings)]
+
+        captions = await _frozen_generate(request, server, served, prepare, max_tokens)
         return CaptionResponse(model=served.name, data=[Caption(index=i, caption=c) for i, c in enumerate(captions)])
 
     @app.post("/v1/ask", response_model=AskResponse, tags=["images with text"], dependencies=secured,
@@ -420,16 +436,18 @@ def _add_routes(app: FastAPI, server: Server) -> None:
             raise ApiError(422, "the prompt needs at least one image part")
         texts = [p.text for p in parts if not isinstance(p, ImagePart)]
         request.state.log_input = " | ".join(texts)
-        texts = iter(inputs.check_texts(texts, served.tokenizer, settings) if texts else [])
-        images = await asyncio.to_thread(_decode_images, [p.image for p in parts if isinstance(p, ImagePart)],
-                                         settings)
-        images = iter(images)
-        segments = [_frozen_image(next(images)) if isinstance(p, ImagePart) else next(texts) for p in parts]
-        items = [await asyncio.to_thread(served.model.item, segments)]
-        if sum(len(t) for kind, t in items[0]["pieces"] if kind == "text") > settings.max_input_tokens:
+        texts = await _off_loop(sum(map(len, texts)), inputs.check_texts, texts, served.counting_tokenizer, settings)
+        if sum(inputs.token_counts(texts, served.counting_tokenizer)) > settings.max_input_tokens:
             raise ApiError(413, f"the prompt's texts are over {settings.max_input_tokens} tokens "
                            "(serve.max_input_tokens)")
-        answer = (await _frozen_generate(request, server, served, items, max_tokens))[0]
+
+        def prepare() -> list[dict]:
+            images = iter(inputs.decode_images([p.image for p in parts if isinstance(p, ImagePart)], settings))
+            text_pieces = iter(texts)
+            return [served.model.item([_frozen_image(next(images)) if isinstance(p, ImagePart) else next(text_pieces)
+                                       for p in parts])]
+
+        answer = (await _frozen_generate(request, server, served, prepare, max_tokens))[0]
         return AskResponse(model=served.name, text=answer)
 
 
@@ -438,7 +456,7 @@ def _add_routes(app: FastAPI, server: Server) -> None:
 
 async def _off_loop(size: int, function: Callable, *args):
     """``function(*args)``: in a worker thread for large inputs, so the event loop keeps answering others; inline
-    for small ones, where the thread hop would cost more than the work (about 1 ms per request under load)."""
+    for small ones, where the thread hop costs more than the work."""
     if size < INLINE_CHARS:
         return function(*args)
     return await asyncio.to_thread(function, *args)
@@ -454,36 +472,37 @@ def _classifier(served: ServedModel) -> Callable[[list], list]:
     return served.model.predict
 
 
-def _decode_images(images: list[str | bytes], settings: ServeConfig) -> list:
-    return [inputs.decode_image(data, index, settings) for index, data in enumerate(images)]
-
-
 def _frozen_image(image):
     from tuneforge.tasks.frozen_model import Image
 
     return Image(image)
 
 
-async def _frozen_generate(request: Request, server: Server, served: ServedModel, items: list[dict],
-                           max_tokens: int) -> list[str]:
+async def _frozen_generate(request: Request, server: Server, served: ServedModel,
+                           prepare: Callable[[], list[dict]], max_tokens: int) -> list[str]:
+    """Model inputs from ``prepare`` (images decoded in the slot, off the event loop), generated in batches."""
     def run_batch(batch: list[dict]) -> list[str]:
         return served.model.generate_items(batch, max_tokens, batch_size=len(batch))
 
     batcher = server.batcher(served, run_batch, max_tokens)
-    texts = await server.admission.run(request, lambda: batcher.submit(items))
+
+    async def work() -> list[str]:
+        return await batcher.submit(await asyncio.to_thread(prepare))
+
+    texts = await server.admission.run(request, work)
     server.metrics.tokens_generated.labels(served.name).inc(
         sum(len(served.model.tokens(t)) for t in texts))
     return texts
 
 
-def _refuse_unsupported(body: _Sampling) -> None:
+def _refuse_unsupported(body: SamplingFields) -> None:
     if body.n != 1:
         raise ApiError(422, "n must be 1: tuneforge returns one completion per prompt")
     if body.logprobs:
         raise ApiError(422, "logprobs are not supported")
 
 
-def _settings(body: _Sampling, max_tokens: int | None, served: ServedModel, settings: ServeConfig):
+def _settings(body: SamplingFields, max_tokens: int | None, settings: ServeConfig):
     from tuneforge.tasks.generator import GenerationSettings
 
     return GenerationSettings(max_new_tokens=inputs.check_max_tokens(max_tokens, settings),
@@ -492,11 +511,15 @@ def _settings(body: _Sampling, max_tokens: int | None, served: ServedModel, sett
 
 
 def _count(served: ServedModel, text: str, special: bool = True) -> int:
-    return len(served.tokenizer(text, add_special_tokens=special)["input_ids"])
+    return len(served.counting_tokenizer(text, add_special_tokens=special)["input_ids"])
+
+
+def _context(served: ServedModel) -> int | None:
+    return getattr(served.model.model.config, "max_position_embeddings", None)
 
 
 def _check_context(served: ServedModel, prompt_tokens: list[int], max_new_tokens: int) -> None:
-    context = getattr(served.model.model.config, "max_position_embeddings", None)
+    context = _context(served)
     for index, count in enumerate(prompt_tokens):
         if count == 0:
             raise ApiError(422, f"prompt {index} is empty")
@@ -555,15 +578,15 @@ class _SlotStream(StreamingResponse):
             self.release()
 
 
-async def _stream(request: Request, server: Server, served: ServedModel, prompt, generation, body: _Sampling,
+async def _stream(request: Request, server: Server, served: ServedModel, prompt, generation, body: SamplingFields,
                   chat: bool) -> StreamingResponse:
     """Server-sent events as OpenAI sends them: one chunk per piece of text, a last chunk with the
     finish reason (and usage when asked), then ``data: [DONE]``."""
-    leave = await server.admission.enter_in_time()
     loop = asyncio.get_running_loop()
+    deadline = loop.time() + server.settings.request_timeout_s  # queueing included, as for other requests
+    leave = await server.admission.enter_in_time()
     pieces: asyncio.Queue = asyncio.Queue()
     cancelled = threading.Event()
-    deadline = loop.time() + server.settings.request_timeout_s
     ident, created = _id("chatcmpl" if chat else "cmpl"), int(time.time())
     kind = "chat.completion.chunk" if chat else "text_completion"
 

@@ -32,7 +32,7 @@ class MicroBatcher:
 
     async def submit(self, items: list) -> list:
         """Results for ``items`` in order; they may run in several batches beside other requests' inputs."""
-        if self.worker is None:
+        if self.worker is None or self.worker.done():
             self.worker = asyncio.create_task(self._work(), name=f"batcher-{self.model}")
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in items]
@@ -61,12 +61,13 @@ class MicroBatcher:
             self.metrics.batch_size.labels(self.model).observe(len(batch))
             try:
                 results = await loop.run_in_executor(self.executor, self.run_batch, [item for item, _ in batch])
-            except Exception as error:  # fail this batch's requests, keep serving
+                answers = list(zip(batch, results, strict=True))
+            except Exception as error:  # fail this batch's requests (a bug: inputs were checked), keep serving
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(error)
                 continue
-            for (_, future), result in zip(batch, results, strict=True):
+            for (_, future), result in answers:
                 if not future.done():
                     future.set_result(result)
 

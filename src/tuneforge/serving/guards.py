@@ -14,6 +14,7 @@ import json
 import logging
 import time
 
+from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tuneforge.serving.keys import KeyStore, bearer_token
@@ -62,14 +63,16 @@ class RequestLog:
         model = state.get("model", "")
         self.metrics.requests.labels(route, model, str(status)).inc()
         self.metrics.latency.labels(route, model).observe(seconds)
-        # the path without its query string (which could carry anything), never a header, never a key
-        parts = [f"{scope['method']} {scope['path']} {status} {seconds * 1000:.1f}ms"]
+        # the path without its query string (which could carry anything), never a header, never a key; a path
+        # that is not a route is escaped and masked (it could forge log lines or carry an e-mail address)
+        path = route if route != "unmatched" else json.dumps(mask(scope["path"][:200]), ensure_ascii=False)
+        parts = [f"{scope['method']} {path} {status} {seconds * 1000:.1f}ms"]
         if model:
             parts.append(f"model={model}")
         if state.get("key_name"):
             parts.append(f"key={state['key_name']}")
         if self.log_inputs and state.get("log_input"):
-            preview = mask(state["log_input"])
+            preview = mask(state["log_input"][: PREVIEW_CHARS * 4])
             preview = preview if len(preview) <= PREVIEW_CHARS else preview[:PREVIEW_CHARS] + "..."
             parts.append(f"input={json.dumps(preview, ensure_ascii=False)}")
         if state.get("log_error"):
@@ -119,7 +122,8 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:  # a chunked body that did not declare its length
-                    raise self.too_large()
+                    # an HTTPException, which FastAPI's body parsing passes through (it wraps other errors as 400)
+                    raise HTTPException(413, self.too_large().message)
             return message
 
         await self.app(scope, counting, send)

@@ -62,6 +62,19 @@ def check_stop(stop: str | list[str] | None, limits: ServeConfig) -> list[str]:
     return stops
 
 
+def decode_images(images: list[str | bytes], limits: ServeConfig) -> list[Image.Image]:
+    """Every image of a request, held to the per-image limits and to ``serve.max_request_pixels`` in all."""
+    decoded, pixels = [], 0
+    for index, data in enumerate(images):
+        image = decode_image(data, index, limits)
+        pixels += image.width * image.height
+        if pixels > limits.max_request_pixels:
+            raise ApiError(413, f"images 0-{index}: {pixels} pixels in all; at most {limits.max_request_pixels} per "
+                           "request (serve.max_request_pixels)")
+        decoded.append(image)
+    return decoded
+
+
 def decode_image(data: str | bytes, index: int, limits: ServeConfig) -> Image.Image:
     """A base64 string, a ``data:image/...;base64,`` URL or raw bytes -> a checked RGB-ready PIL image."""
     if isinstance(data, str):

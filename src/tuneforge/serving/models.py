@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import dataclass
@@ -49,9 +50,7 @@ class ServedModel:
     def endpoints(self) -> list[str]:
         return ENDPOINTS[self.kind]
 
-    @property
-    def tokenizer(self):
-        return getattr(self.model, "tokenizer", None)
+    counting_tokenizer: Any = None  # a private copy: see load()
 
     def load(self) -> None:
         from tuneforge.api import load
@@ -60,6 +59,10 @@ class ServedModel:
         try:
             self.model = load(self.run_dir)
             fold_adapters(self.model)
+            # Limits count tokens on the event loop while the model's thread tokenizes with truncation; one
+            # fast tokenizer shared by both threads fails ("Already borrowed") or loses its truncation.
+            tokenizer = getattr(self.model, "tokenizer", None)
+            self.counting_tokenizer = copy.deepcopy(tokenizer) if tokenizer is not None else None
         except Exception as error:  # a broken run must not take the other models down with it
             self.state, self.error = "failed", f"{type(error).__name__}: {error}"
             raise

@@ -64,8 +64,7 @@ class ModelList(BaseModel):
 
 class Health(BaseModel):
     status: str
-    models: dict[str, str] = {}  # name -> loading | ready | failed
-    errors: dict[str, str] = {}  # name -> why it failed to load
+    models: dict[str, str] = {}  # name -> loading | ready | failed (why: in the server log)
 
 
 # --------------------------------------------------------------------------- classify
@@ -96,20 +95,21 @@ class StreamOptions(_Request):
     include_usage: bool = False
 
 
-class _Sampling(_Request):
+class SamplingFields(_Request):
     model: str
-    max_tokens: int | None = Field(None, ge=1, description="New tokens at most (default 16; capped by the server).")
+    max_tokens: int | None = Field(None, ge=1, description="New tokens at most (completions: 16 by default; chat: "
+                                   "up to the server's cap or the model's context; capped by the server).")
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
     stop: NonEmptyText | list[NonEmptyText] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, lt=2**63)
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int = Field(1, ge=1, le=1, description="Only 1 is supported.")
     logprobs: Literal[False] | None = Field(None, description="Not supported: false or null.")
 
 
-class CompletionRequest(_Sampling):
+class CompletionRequest(SamplingFields):
     prompt: NonEmptyText | list[NonEmptyText]
     echo: Literal[False] = Field(False, description="Not supported: false.")
 
@@ -149,7 +149,7 @@ class ChatMessage(_Request):
         return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
 
 
-class ChatRequest(_Sampling):
+class ChatRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1, description="Same as max_tokens (newer OpenAI name).")
 

@@ -53,8 +53,9 @@ def serve(specs: dict[str, Path], settings: ServeConfig, auth: bool = True) -> N
         metrics_dir = tempfile.mkdtemp(prefix="tuneforge-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     where = f"http://{settings.host}:{settings.port}"
+    docs = f"{where}/docs" if settings.public_docs else f"{where}/openapi.json with a key; /docs needs public_docs"
     print(f"serving {', '.join(f'{n} ({m.task})' for n, m in models.items())} at {where}  "
-          f"(API docs {where}/docs, readiness {where}/readyz)")
+          f"(readiness {where}/readyz, API schema {docs})")
     print("auth: " + (f"API keys from {keys.path}" if keys else "OFF (--no-auth): anyone who can connect may call it"))
     # uvicorn drains on SIGTERM, then raises the signal again so the process would die of it (exit -15); a
     # handler that does nothing turns that into a normal exit 0 once every in-flight request is answered.
