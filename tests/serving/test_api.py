@@ -240,6 +240,10 @@ def test_ask_continues_an_interleaved_prompt(client, auth, served_models):
     segments = [Segment(Image.open(io.BytesIO(base64.b64decode(p["image"])))) if p["type"] == "image"
                 else p["text"] for p in prompt]
     assert response.json()["text"] == served_models["captioner"].model.generate(segments, 5)
+    image_only = client.post("/v1/ask", headers=auth, json={"model": "captioner", "max_tokens": 5,
+                                                             "prompt": [{"type": "image", "image": red}]})
+    assert image_only.status_code == 200
+    assert image_only.json()["text"] == served_models["captioner"].model.caption([segments[0]], 5)[0]
 
 
 # --------------------------------------------------------------------------- limits and bad input

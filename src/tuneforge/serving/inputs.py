@@ -39,6 +39,8 @@ def check_texts(texts: list[str], tokenizer, limits: ServeConfig, what: str = "t
 
 
 def token_counts(texts: list[str], tokenizer) -> list[int]:
+    if not texts:  # a tokenizer fails on an empty batch
+        return []
     # fast (Rust) tokenizers: a few milliseconds even for a body at the size limit
     return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
