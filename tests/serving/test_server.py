@@ -209,6 +209,12 @@ def test_sigterm_finishes_requests_in_flight_then_exits_0(writer_server, auth):
 def test_two_workers_report_one_set_of_metrics(tmp_path, serving_runs, key_store, auth):
     with running_server(tmp_path, {"sentiment": serving_runs["sentiment"]}, key_store[0].path,
                         workers=2) as (url, process, _):
+        # /readyz answered by one worker says nothing of the other: ask on fresh connections until both are ready
+        deadline, streak = time.time() + HEALTHY_BY, 0
+        while streak < 10:
+            assert time.time() < deadline, "both workers never became ready"
+            streak = streak + 1 if httpx.get(f"{url}/readyz").status_code == 200 else 0
+            time.sleep(0.05)
         for i in range(12):
             with httpx.Client(base_url=url, headers=auth) as session:  # new connections spread over workers
                 assert session.post("/v1/classify", json={"model": "sentiment", "texts": [f"film {i}"]}) \
