@@ -162,12 +162,8 @@ def writer_server(tmp_path_factory, serving_runs, key_store):
 
 def test_a_client_that_hangs_up_frees_its_slot(writer_server, auth):
     url, _, _ = writer_server
-    host, port = url.removeprefix("http://").split(":")
     body = b'{"model": "writer", "prompt": "Once upon a time", "max_tokens": 400, "temperature": 0}'
-    request = (f"POST /v1/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: {auth['Authorization']}\r\n"
-               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
-    with socket.create_connection((host, int(port))) as sock:
-        sock.sendall(request)
+    with _raw_post(url, auth, body):
         time.sleep(1.0)  # generating (400 tokens take well over 10 s here)
     start = time.perf_counter()
     quick = httpx.post(f"{url}/v1/completions", headers=auth, timeout=60,
@@ -177,6 +173,44 @@ def test_a_client_that_hangs_up_frees_its_slot(writer_server, auth):
     assert waited < 6, f"the next request waited {waited:.1f} s: the abandoned generation kept the slot"
     metrics = httpx.get(f"{url}/metrics", headers=auth).text
     assert 'tuneforge_rejected_total{reason="client_gone"} 1.0' in metrics
+
+
+def test_a_queued_stream_whose_client_hangs_up_leaves_the_queue(writer_server, auth):
+    url, _, _ = writer_server
+    busy: dict = {}
+    thread = threading.Thread(target=lambda: busy.setdefault("response", httpx.post(
+        f"{url}/v1/completions", headers=auth, timeout=120,
+        json={"model": "writer", "prompt": "Once upon a time", "max_tokens": 60, "temperature": 0})))
+    thread.start()
+    time.sleep(0.5)  # the only slot is taken (max_concurrency=1)
+    gone_before = _client_gone(url, auth)
+    with _raw_post(url, auth, b'{"model": "writer", "prompt": "Hi", "max_tokens": 5, "stream": true}'):
+        time.sleep(0.5)  # queued behind the busy request
+    deadline = time.time() + 5
+    while _client_gone(url, auth) == gone_before:
+        assert time.time() < deadline, "the queued stream kept its place after its client hung up"
+        time.sleep(0.1)
+    assert thread.is_alive()  # noticed while queued, not when the slot came
+    thread.join(120)
+    assert busy["response"].status_code == 200
+
+
+def _client_gone(url: str, auth: dict) -> float:
+    for line in httpx.get(f"{url}/metrics", headers=auth).text.splitlines():
+        if line.startswith('tuneforge_rejected_total{reason="client_gone"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+@contextlib.contextmanager
+def _raw_post(url: str, auth: dict, body: bytes):
+    """A request on a bare socket, closed when the block ends: a client that hangs up."""
+    host, port = url.removeprefix("http://").split(":")
+    request = (f"POST /v1/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: {auth['Authorization']}\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(request)
+        yield
 
 
 def test_sigterm_finishes_requests_in_flight_then_exits_0(writer_server, auth):

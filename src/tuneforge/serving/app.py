@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tuneforge.config import ServeConfig
 from tuneforge.serving import inputs
-from tuneforge.serving.admission import Admission, ClientGone
+from tuneforge.serving.admission import Admission, ClientGone, wait_for_disconnect
 from tuneforge.serving.batching import MicroBatcher
 from tuneforge.serving.guards import BodyLimit, KeyCheck, RequestLog
 from tuneforge.serving.keys import KeyStore
@@ -584,7 +584,7 @@ async def _stream(request: Request, server: Server, served: ServedModel, prompt,
     finish reason (and usage when asked), then ``data: [DONE]``."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + server.settings.request_timeout_s  # queueing included, as for other requests
-    leave = await server.admission.enter_in_time()
+    leave = await _slot_unless_gone(request, server.admission)
     pieces: asyncio.Queue = asyncio.Queue()
     cancelled = threading.Event()
     ident, created = _id("chatcmpl" if chat else "cmpl"), int(time.time())
@@ -644,6 +644,26 @@ async def _stream(request: Request, server: Server, served: ServedModel, prompt,
             release()
 
     return _SlotStream(events(), release)
+
+
+async def _slot_unless_gone(request: Request, admission: Admission) -> Callable[[], None]:
+    """A slot for a stream (which holds it while it sends), given up if the client hangs up while it waits."""
+    entering = asyncio.ensure_future(admission.enter_in_time())
+    gone = asyncio.ensure_future(wait_for_disconnect(request))
+    try:
+        await asyncio.wait({entering, gone}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # this request itself was cancelled: never keep a slot that nobody will give back
+        entering.add_done_callback(lambda done: done.cancelled() or done.exception() or done.result()())
+        raise
+    finally:
+        gone.cancel()
+        if not entering.done():
+            entering.cancel()
+        await asyncio.gather(entering, gone, return_exceptions=True)
+    if entering.cancelled():
+        admission.metrics.rejected.labels("client_gone").inc()
+        raise ClientGone()
+    return entering.result()  # the slot, or the 429 / 504 it ended with
 
 
 def _event(payload: dict) -> str:
