@@ -33,6 +33,10 @@ EPILOG = """examples:
   tuneforge ablate configs/frozen_twemoji.yaml          the paper's ablations, side by side
   tuneforge keys create my-app                          an API key for the server (shown once)
   tuneforge serve runs/quickstart-2026... runs/frozen-twemoji-2026... --port 8000
+  tuneforge export runs/quickstart-2026... --format onnx-int8   a small, fast CPU model
+  tuneforge distill runs/quickstart-2026...              a 3-layer student of the 6-layer run
+  tuneforge prune runs/quickstart-2026... --method heads --amount 0.4 --recover-epochs 1
+  tuneforge compress runs/quickstart-2026... --all      every variant, one trade-off table
 """
 
 
@@ -300,31 +304,51 @@ def _ablate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from tuneforge.api import load
-    from tuneforge.runs import open_run
+    from tuneforge.compression.export import export
 
-    if not args.merge:
-        raise TuneforgeError("nothing to export: pass --merge (more formats come with tuneforge's export issue)")
-    model = load(args.run)
-    out = Path(args.out) if args.out else open_run(args.run).parent / "merged"
-    if out.exists() and any(out.iterdir()) and not args.force:
-        raise TuneforgeError(f"{out} is not empty; pass --force to overwrite it")
-    if not hasattr(model, "save_merged"):  # a masked-LM run loads as its merged transformers model
-        from tuneforge.tasks.language_model import save_masked_lm
+    fmt = "merged" if args.merge else args.format
+    if fmt is None:
+        raise TuneforgeError("nothing to export: pass --format (merged, int8, onnx, onnx-int8)")
+    out = export(args.run, fmt, args.out, args.force)
+    print(f"wrote {fmt} to {out}")
+    print(f"use it like the run: tuneforge predict {out} ...  |  tuneforge serve {out}")
+    if fmt == "merged":
+        print(f"or with plain transformers: AutoModelFor...from_pretrained('{out}')")
+    elif fmt.startswith("onnx"):
+        print(f"or with ONNX Runtime alone: onnxruntime.InferenceSession('{out}/model.onnx') "
+              "(inputs input_ids, attention_mask)")
+    return 0
 
-        save_masked_lm(model, args.run, out)
-        print(f"wrote a plain transformers model (adapters merged) to {out}")
-        print(f"load it with AutoModelForMaskedLM.from_pretrained('{out}'), or train a classifier from it")
+
+def _distill(args: argparse.Namespace) -> int:
+    from tuneforge.compression.distill import distill
+
+    _report_run(distill(args.teacher, args.config, args.overrides))
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from tuneforge.compression.pruning import prune
+
+    result = prune(args.run, args.method, args.amount, args.out, args.recover_epochs, args.overrides, args.force)
+    if isinstance(result, Path):
+        print(f"wrote the pruned model to {result}")
+        print(f"use it like the run: tuneforge predict {result} ...  |  tuneforge eval {result} --data FILE")
         return 0
-    model.save_merged(out)
-    if model.meta["task"] == "image_classification":
-        print(f"wrote the model with adapters merged into its convolutions to {out}")
-        print(f"use it like any run: tuneforge predict {out} image.png")
-        return 0
-    causal = model.meta["task"] in ("causal_lm", "sft")
-    auto = "AutoModelForCausalLM" if causal else "AutoModelForSequenceClassification"
-    print(f"wrote a plain transformers model (adapters merged) to {out}")
-    print(f"load it with {auto}.from_pretrained('{out}')")
+    _report_run(result)
+    return 0
+
+
+def _compress(args: argparse.Namespace) -> int:
+    from tuneforge.compression.report import FAST, VARIANTS, compress
+
+    if args.all and args.variants:
+        raise TuneforgeError("pass --all or --variants, not both")
+    variants = list(VARIANTS) if args.all else (
+        [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else list(FAST))
+    out = compress(args.run, variants, args.out, args.overrides)
+    print((out / "compression.md").read_text(encoding="utf-8"))
+    print(f"table: {out}/compression.md (+ .csv, .png)")
     return 0
 
 
@@ -602,12 +626,55 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite a report already in --out")
     p.set_defaults(handler=_eval)
 
-    p = sub.add_parser("export", help="export a run's model (--merge: fold LoRA adapters into a plain model)")
+    p = sub.add_parser("export", help="export a run: merged transformers folder, int8, ONNX or ONNX int8",
+                       description="Each export is a self-contained folder (tokenizer, labels, config) that "
+                                   "`tuneforge predict`, `eval` and `serve` load like a run.")
     p.add_argument("run", help="run directory")
-    p.add_argument("--merge", action="store_true", help="write a merged full transformers model")
-    p.add_argument("--out", help="output folder (default: RUN/merged)")
-    p.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
+    p.add_argument("--format", choices=["merged", "int8", "onnx", "onnx-int8"],
+                   help="merged: adapters folded into plain transformers weights; int8: PyTorch dynamic int8; "
+                        "onnx: fp32 graph for ONNX Runtime; onnx-int8: ONNX Runtime dynamic int8 (smallest, "
+                        "fastest on CPU)")
+    p.add_argument("--merge", action="store_true", help="same as --format merged")
+    p.add_argument("--out", help="output folder (default: RUN/export-FORMAT)")
+    p.add_argument("--force", action="store_true", help="replace a non-empty --out")
     p.set_defaults(handler=_export)
+
+    p = sub.add_parser("distill", help="train a smaller student from a text-classification run (knowledge "
+                                       "distillation)",
+                       description="Without CONFIG: the teacher's own data and split, a student keeping every other "
+                                   "teacher layer, full fine-tuning; distill.* keys tune it (`tuneforge config`).")
+    p.add_argument("teacher", help="the teacher's run directory")
+    p.add_argument("config", nargs="?", help="the student's YAML config (default: the teacher's config)")
+    p.add_argument("overrides", nargs="*", help=overrides_help + ", e.g. distill.keep_layers=[0,5]")
+    p.set_defaults(handler=_distill)
+
+    p = sub.add_parser("prune", help="prune a text classifier: attention heads, FFN neurons, layers or magnitude",
+                       description="Structured methods give a smaller dense model that plain transformers loads "
+                                   "(trust_remote_code=True for heads/ffn); magnitude zeroes weights in place, which "
+                                   "shrinks only a compressed copy and does not speed up dense CPU kernels.")
+    p.add_argument("run", help="a text-classification run directory")
+    p.add_argument("--method", required=True, choices=["heads", "ffn", "layers", "magnitude"])
+    p.add_argument("--amount", type=float, default=0.3,
+                   help="fraction to remove: of all heads, of each layer's FFN neurons, of the layers, or of all "
+                        "Linear weights (default 0.3)")
+    p.add_argument("--recover-epochs", type=float, default=0,
+                   help="fine-tune the pruned model this many epochs, distilling from the original (a new run "
+                        "directory); 0 = none (default)")
+    p.add_argument("--out", help="output folder without recovery (default: RUN/pruned-METHOD)")
+    p.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    p.add_argument("overrides", nargs="*", help="recovery settings, e.g. train.lr=3e-5 output.dir=runs")
+    p.set_defaults(handler=_prune)
+
+    p = sub.add_parser("compress", help="build smaller variants of a run and tabulate size, accuracy and speed",
+                       description="Measures the original and each variant in one invocation on the run's test "
+                                   "split; writes compression.md, .csv and .png (accuracy against latency).")
+    p.add_argument("run", help="a text-classification run directory")
+    p.add_argument("--all", action="store_true", help="every variant: int8, onnx, onnx-int8, distilled, heads, "
+                                                      "ffn, layers, magnitude (trains two students, minutes)")
+    p.add_argument("--variants", help="comma-separated variants (default: int8,onnx,onnx-int8)")
+    p.add_argument("--out", help="output folder (default: RUN/compress-<timestamp>)")
+    p.add_argument("overrides", nargs="*", help="settings for the variants that train, e.g. train.epochs=2")
+    p.set_defaults(handler=_compress)
 
     p = sub.add_parser("generate", help="generate text with a causal-LM run or model (streamed)",
                        description="Continue a prompt, answer it as a chat (--chat), or run a file of prompts.")

@@ -255,6 +255,23 @@ class ServeConfig:
 
 
 @dataclass
+class DistillConfig:
+    from_teacher: bool = _field(True, "true: the student is a copy of the teacher keeping `keep_layers` and their "
+                                "weights (DistilBERT's start); false: the student is `model.name` with a fresh head.")
+    keep_layers: list[int] | None = _field(None, "Teacher layers the student keeps (0-based); null = every other "
+                                           "layer (0, 2, 4 of 6).")
+    temperature: float = _field(2.0, "Softens both models' outputs before the KL term (the loss is scaled by T^2).")
+    kd_weight: float = _field(0.5, "Weight of the KL term to the teacher's outputs.")
+    ce_weight: float = _field(0.5, "Weight of the cross-entropy to the true labels.")
+    hidden_weight: float = _field(0.0, "Weight of the MSE between matched hidden states (same-width students).")
+    attention_weight: float = _field(0.0, "Weight of the MSE between matched attention maps (same head count).")
+    cache_teacher_logits: bool = _field(True, "Compute the teacher's logits over the training data once and cache "
+                                        "them beside the teacher (not with hidden or attention matching).")
+    unlabelled_file: str | None = _field(None, "Extra unlabelled texts (.txt, one per line, or a table with "
+                                         "`data.text_column`) used for the KL term only.")
+
+
+@dataclass
 class OutputConfig:
     dir: str = _field("runs", "Parent folder of run directories (`<dir>/<name>-<timestamp>/`).")
     tensorboard: bool = _field(True, "Write TensorBoard event files into the run directory.")
@@ -376,6 +393,7 @@ class Config:
     frozen: FrozenConfig = _field(None, "Frozen: visual prefixes for a frozen language model (task: frozen).")
     output: OutputConfig = _field(None, "Where results go and which loggers run.")
     serve: ServeConfig = _field(None, "The HTTP server (`tuneforge serve`): security, limits, batching, queueing.")
+    distill: DistillConfig = _field(None, "Knowledge distillation (`tuneforge distill TEACHER_RUN CONFIG`).")
 
     def __post_init__(self) -> None:
         # Sections default to their own defaults; dataclasses can't express that directly.
@@ -400,6 +418,7 @@ _SECTION_TYPES: dict[str, type] = {
     "frozen": FrozenConfig,
     "output": OutputConfig,
     "serve": ServeConfig,
+    "distill": DistillConfig,
 }
 
 
@@ -504,6 +523,12 @@ def _check_ranges(config: Config, source: str) -> None:
     ]
     sv = config.serve
     checks += [
+        ("distill.temperature", config.distill.temperature, config.distill.temperature > 0, "positive"),
+        ("distill.kd_weight", config.distill.kd_weight, config.distill.kd_weight >= 0, "not negative"),
+        ("distill.ce_weight", config.distill.ce_weight, config.distill.ce_weight >= 0, "not negative"),
+        ("distill.hidden_weight", config.distill.hidden_weight, config.distill.hidden_weight >= 0, "not negative"),
+        ("distill.attention_weight", config.distill.attention_weight, config.distill.attention_weight >= 0,
+         "not negative"),
         ("serve.port", sv.port, 0 <= sv.port <= 65535, "between 0 and 65535"),
         ("serve.workers", sv.workers, sv.workers >= 1, "at least 1"),
         ("serve.max_body_bytes", sv.max_body_bytes, sv.max_body_bytes >= 1024, "at least 1024"),

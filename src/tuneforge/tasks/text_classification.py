@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -39,6 +40,9 @@ from tuneforge.evaluation.metrics import classification_metrics, multilabel_metr
 from tuneforge.methods import Target, apply_method, count_parameters, describe_trainable, head_module_names
 from tuneforge.runs import Run, finish_run, run_dir_for
 
+if TYPE_CHECKING:
+    from tuneforge.compression.distill import Distillation
+
 META_FILE = "tuneforge.json"
 LogitsFn = Callable[[nn.Module, dict], torch.Tensor]
 
@@ -52,10 +56,12 @@ class LabelSpace:
 # --------------------------------------------------------------------------- the recipe
 
 
-def train(config: Config, resume: str | Path | None = None, resume_force: bool = False) -> Run:
+def train(config: Config, resume: str | Path | None = None, resume_force: bool = False,
+          distillation: Distillation | None = None) -> Run:
     """Fine-tune a pretrained encoder on labelled text; returns the finished run.
 
     ``resume`` ("latest", a run directory or a checkpoint) continues an interrupted run exactly.
+    ``distillation`` (``tuneforge distill``) trains its student on its teacher's outputs instead.
     """
     processes = process_state()  # first: libraries below may set up Accelerate's state otherwise
     config.eval.metric = config.eval.metric or "accuracy"
@@ -68,13 +74,16 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
     labels = LabelSpace(splits.labels(), config.data.multi_label)
     check_metric(config.eval.metric, labels)
 
-    tokenizer, model = build_model(config.model.name, labels)
+    tokenizer, model = (distillation.student(config, labels) if distillation
+                        else build_model(config.model.name, labels))
     _check_max_length(model, config.data.max_length)
     apply_memory_settings(model, config)
     datasets = {
         name: _dataset(rows, tokenizer, labels, config.data.max_length)
         for name, rows in (("train", splits.train), ("validation", splits.validation), ("test", splits.test))
     }
+    if distillation:
+        datasets["train"] = distillation.with_unlabelled(datasets["train"], tokenizer, config)
     pad_id = tokenizer.pad_token_id or 0
     train_loader = _train_loader(datasets["train"], pad_id, config)
     heads = tuple(head_module_names(model))
@@ -87,6 +96,9 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
 
     accelerator = make_accelerator(config, run_dir)
     loss_fn = make_loss(labels, datasets["train"].targets if config.train.class_weights == "auto" else None)
+    if distillation:
+        loss_fn = distillation.loss([r.text for r in splits.train], datasets["train"], model, tokenizer, config)
+        distillation.evaluate_teacher([r.text for r in splits.test], datasets["test"].targets)
 
     def evaluate_validation(model: nn.Module) -> dict[str, float]:
         # unwrapped: a DDP forward broadcasts buffers, a collective that ranks doing different numbers
@@ -99,15 +111,23 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
 
     result = fit(model, train_loader, loss_fn, evaluate_validation, config,
                  accelerator, heads, run_dir=run_dir, resume=checkpoint,
-                 row_ids=lambda indices: [splits.train[i].source for i in indices])
+                 row_ids=lambda indices: [_row_source(splits.train, i) for i in indices])
     model = accelerator.unwrap_model(model).eval()
 
     evaluation, thresholds = _final_evaluation(model, datasets, pad_id, config, labels)
     extras = {"trainable_parameters": trainable, "total_parameters": total, "fit": result.summary()}
+    sections = {}
+    if distillation:
+        more, sections = distillation.summary(model, evaluation)
+        extras |= more
     if not processes.is_main_process:  # one process writes the model and the report
         return Run(run_dir, {"task": config.task, **evaluation, **extras})
     save_model(model, tokenizer, run_dir / "model", config, labels, thresholds)
-    return finish_run(run_dir, config, splits, labels.names, evaluation, result.history, extras)
+    return finish_run(run_dir, config, splits, labels.names, evaluation, result.history, extras, sections=sections)
+
+
+def _row_source(rows: list[Example], index: int) -> str:
+    return rows[index].source if index < len(rows) else f"unlabelled text {index - len(rows) + 1}"
 
 
 def check_metric(metric: str, labels: LabelSpace) -> None:
@@ -208,7 +228,7 @@ def predict_probs(model: nn.Module, dataset: TokenizedTexts, pad_id: int, batch_
     model.eval()
     mine = my_share(len(dataset))
     batches = SeededBatches([len(dataset.input_ids[i]) for i in mine], batch_size, mode="sorted")
-    device = next(model.parameters()).device
+    device = model.device  # transformers models and tuneforge's exported ones (ONNX, int8) all say where they run
     rows, scores = [], []
     for batch_positions in batches:
         indices = [mine[p] for p in batch_positions]

@@ -1,0 +1,318 @@
+"""Knowledge distillation of text classifiers: a student learns from a trained teacher's softened outputs.
+
+The student is either a copy of the teacher keeping some of its layers (DistilBERT's initialisation) or any
+named model. The loss mixes a temperature-softened KL to the teacher (scaled by T^2, Hinton et al. 2015),
+cross-entropy to the true labels and, for students as wide as the teacher, MSE between matched hidden
+states and attention maps. It runs inside the ordinary text-classification recipe, so a distilled run
+has the same data checks, checkpoints, evaluation, report and model folder as any other run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm import tqdm
+
+from tuneforge.compression.students import every_other_layer, keep_layers
+from tuneforge.config import Config, DistillConfig, load_config
+from tuneforge.data.text import PadCollator, SeededBatches, TokenizedTexts, tokenize
+from tuneforge.errors import ConfigError, DataError
+from tuneforge.runs import Run, open_run
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
+            multi_label: bool = False) -> torch.Tensor:
+    """T^2-scaled divergence of the student's softened outputs from the teacher's; 0 when they are equal.
+
+    Single-label: KL(softmax(t/T) || softmax(s/T)) averaged over rows (pass (rows, classes); token-level KL
+    for language models is this over (tokens, vocabulary)). Multi-label: per-label binary KL, averaged.
+    """
+    s, t = student_logits.float() / temperature, teacher_logits.float() / temperature
+    if multi_label:
+        p = torch.sigmoid(t)
+        # binary cross-entropy minus the teacher's own entropy: the binary KL, exactly 0 at s == t
+        divergence = (F.binary_cross_entropy_with_logits(s, p, reduction="none")
+                      - F.binary_cross_entropy_with_logits(t, p, reduction="none"))
+        return divergence.mean() * temperature**2
+    return F.kl_div(F.log_softmax(s, dim=-1), F.log_softmax(t, dim=-1), log_target=True,
+                    reduction="batchmean") * temperature**2
+
+
+def matched_layers(student_layers: int, teacher_layers: int, kept: list[int] | None) -> list[int]:
+    """The teacher layer each student layer imitates: the one it was copied from, else spread evenly."""
+    if kept is not None:
+        return kept
+    return [round((i + 1) * teacher_layers / student_layers) - 1 for i in range(student_layers)]
+
+
+@dataclass
+class Distillation:
+    """What the text-classification recipe needs to train a student instead of a plain model."""
+
+    teacher: object  # a loaded TextClassifier
+    teacher_dir: Path
+    settings: DistillConfig
+    preset_student: nn.Module | None = None  # a student built elsewhere (a pruned copy of the teacher)
+    kept: list[int] | None = None  # teacher layers the student's layers came from
+    unlabelled_texts: list[str] = field(default_factory=list)
+    teacher_metrics: dict = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ the student
+
+    def student(self, config: Config, labels) -> tuple:
+        """Tokenizer and student model: a layer-dropped copy of the teacher, or ``model.name`` with a new head."""
+        self._check_labels(labels)
+        if self.preset_student is not None:
+            return self.teacher.tokenizer, self.preset_student.train()
+        if not self.settings.from_teacher:
+            from tuneforge.tasks.text_classification import build_model
+
+            return build_model(config.model.name, labels)
+        teacher_model = self.teacher.merged()
+        self.kept = self.settings.keep_layers or every_other_layer(teacher_model.config.num_hidden_layers)
+        student = keep_layers(teacher_model, self.kept)
+        print(f"Student: {len(self.kept)} of the teacher's {teacher_model.config.num_hidden_layers} layers "
+              f"({', '.join(map(str, self.kept))}), initialised from its weights", file=sys.stderr)
+        return self.teacher.tokenizer, student.train()
+
+    def _check_labels(self, labels) -> None:
+        mine = self.teacher.labels
+        if list(mine.names) != list(labels.names) or mine.multi_label != labels.multi_label:
+            raise ConfigError(f"the data's labels {labels.names} differ from the teacher's {mine.names}; distil on "
+                              "the teacher's data (its run's config.yaml has the data section)")
+
+    # ------------------------------------------------------------------ the data
+
+    def with_unlabelled(self, train: TokenizedTexts, tokenizer, config: Config) -> TokenizedTexts:
+        """The training rows plus ``distill.unlabelled_file``'s texts, labelled -100: KL term only."""
+        if not self.settings.unlabelled_file:
+            return train
+        if config.data.multi_label:
+            raise ConfigError("distill.unlabelled_file: only for single-label classification")
+        self.unlabelled_texts = read_unlabelled(Path(self.settings.unlabelled_file), config.data.text_column)
+        ids = tokenize(self.unlabelled_texts, tokenizer, config.data.max_length)
+        targets = torch.cat([train.targets, torch.full((len(ids),), -100, dtype=torch.long)])
+        print(f"Distillation: {len(ids):,} unlabelled texts join {len(train):,} labelled ones for the KL term",
+              file=sys.stderr)
+        return TokenizedTexts(train.input_ids + ids, targets)
+
+    # ------------------------------------------------------------------ the loss
+
+    def loss(self, train_texts: list[str], dataset: TokenizedTexts, student: nn.Module, tokenizer,
+             config: Config):
+        """The loss function ``fit`` calls: weighted KL + CE (+ hidden-state and attention MSE)."""
+        s = self.settings
+        texts = train_texts + self.unlabelled_texts
+        online = s.hidden_weight > 0 or s.attention_weight > 0
+        if online:
+            self._check_matchable(student, tokenizer)
+        cached = None if online or not s.cache_teacher_logits else self._cached_logits(texts, config)
+        teacher = self.teacher.merged().eval()
+        if s.attention_weight > 0:  # fused attention kernels return no attention maps
+            teacher.set_attn_implementation("eager")
+            student.set_attn_implementation("eager")
+        layer_map = matched_layers(student.config.num_hidden_layers, teacher.config.num_hidden_layers, self.kept)
+        multi_label = config.data.multi_label
+
+        def loss_fn(model: nn.Module, batch: dict) -> torch.Tensor:
+            inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+            out = model(**inputs, output_hidden_states=s.hidden_weight > 0, output_attentions=s.attention_weight > 0)
+            logits = out.logits.float()
+            teacher_out = None
+            if cached is not None:
+                teacher_logits = cached[batch["index"].cpu()].to(logits.device)
+            else:
+                with torch.no_grad():
+                    teacher_out = teacher.to(logits.device)(**inputs, output_hidden_states=s.hidden_weight > 0,
+                                                            output_attentions=s.attention_weight > 0)
+                teacher_logits = teacher_out.logits.float()
+            loss = s.kd_weight * kd_loss(logits, teacher_logits, s.temperature, multi_label)
+            if s.ce_weight > 0:
+                loss = loss + s.ce_weight * _hard_label_loss(logits, batch["labels"].to(logits.device), multi_label)
+            mask = batch["attention_mask"].to(logits.device)
+            if s.hidden_weight > 0:
+                loss = loss + s.hidden_weight * _hidden_mse(out.hidden_states, teacher_out.hidden_states,
+                                                            layer_map, mask)
+            if s.attention_weight > 0:
+                loss = loss + s.attention_weight * _attention_mse(out.attentions, teacher_out.attentions, layer_map)
+            return loss
+
+        return loss_fn
+
+    def _check_matchable(self, student: nn.Module, tokenizer) -> None:
+        teacher_config = self.teacher.model.config
+        if student.config.hidden_size != teacher_config.hidden_size:
+            raise ConfigError(f"distill.hidden_weight / attention_weight: the student is {student.config.hidden_size} "
+                              f"wide, the teacher {teacher_config.hidden_size}; matching needs the same width "
+                              "(set both weights to 0)")
+        if tokenizer.get_vocab() != self.teacher.tokenizer.get_vocab():
+            raise ConfigError("distill.hidden_weight / attention_weight: student and teacher tokenize differently, "
+                              "so their positions do not line up (set both weights to 0)")
+        if self.settings.attention_weight > 0 and (student.config.num_attention_heads
+                                                   != teacher_config.num_attention_heads):
+            raise ConfigError("distill.attention_weight: student and teacher have different head counts")
+
+    def _cached_logits(self, texts: list[str], config: Config) -> torch.Tensor:
+        """The teacher's logits for every training text (in dataset order), computed once and kept on disk."""
+        tokenizer, meta = self.teacher.tokenizer, self.teacher.meta
+        ids = tokenize(texts, tokenizer, meta["max_length"])  # the teacher reads with its own tokenizer
+        key = _cache_key(self.teacher_dir, ids)
+        cache = self.teacher_dir.parent / "distill-cache" / f"{key}.safetensors"
+        if cache.is_file():
+            print(f"Teacher logits: reusing {cache}", file=sys.stderr)
+            return load_file(cache)["logits"]
+        model = self.teacher.merged().eval()
+        logits = teacher_logits(model, TokenizedTexts(ids, None), tokenizer.pad_token_id or 0,
+                                config.eval.batch_size)
+        try:
+            cache.parent.mkdir(exist_ok=True)
+            save_file({"logits": logits}, cache)
+        except OSError as error:  # a read-only teacher folder costs a recomputation next time, nothing more
+            print(f"note: could not cache the teacher's logits in {cache.parent}: {error.strerror}", file=sys.stderr)
+        return logits
+
+    # ------------------------------------------------------------------ the report
+
+    def evaluate_teacher(self, test_texts: list[str], targets: torch.Tensor) -> None:
+        """The teacher's accuracy and macro F1 on the student's test split, for the report's comparison."""
+        if not test_texts or self.teacher.labels.multi_label:
+            return
+        from sklearn.metrics import accuracy_score, f1_score
+
+        predicted = self.teacher.predict_proba(test_texts).argmax(axis=1)
+        truth = targets.numpy()
+        self.teacher_metrics = {"accuracy": float(accuracy_score(truth, predicted)),
+                                "macro_f1": float(f1_score(truth, predicted, average="macro"))}
+
+    def summary(self, student: nn.Module, evaluation: dict) -> tuple[dict, dict[str, str]]:
+        """metrics.json extras and the report's "Distillation" section."""
+        s = self.settings
+        info = {"teacher": str(self.teacher_dir), "kept_layers": self.kept, "temperature": s.temperature,
+                "kd_weight": s.kd_weight, "ce_weight": s.ce_weight, "hidden_weight": s.hidden_weight,
+                "attention_weight": s.attention_weight, "unlabelled_texts": len(self.unlabelled_texts),
+                "teacher_test": self.teacher_metrics}
+        lines = [f"Teacher: `{self.teacher_dir}` ({self.teacher.model.config.num_hidden_layers} layers); student: "
+                 f"{student.config.num_hidden_layers} layers"
+                 + (f", kept {self.kept}" if self.kept else "") + ".",
+                 f"Loss: {s.kd_weight} x KL(T={s.temperature}) + {s.ce_weight} x CE"
+                 + (f" + {s.hidden_weight} x hidden MSE" if s.hidden_weight else "")
+                 + (f" + {s.attention_weight} x attention MSE" if s.attention_weight else "") + "."]
+        test = evaluation.get("test")
+        if test and self.teacher_metrics:
+            kept = 100 * test["accuracy"] / max(self.teacher_metrics["accuracy"], 1e-9)
+            lines.append(f"Test accuracy: student {test['accuracy']:.4f}, teacher "
+                         f"{self.teacher_metrics['accuracy']:.4f} ({kept:.1f}% retained).")
+        return {"distillation": info}, {"Distillation": "\n\n".join(lines)}
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def _hard_label_loss(logits: torch.Tensor, labels: torch.Tensor, multi_label: bool) -> torch.Tensor:
+    if multi_label:
+        return F.binary_cross_entropy_with_logits(logits, labels.float())
+    labelled = labels >= 0  # unlabelled rows (-100) only feed the KL term
+    if not labelled.any():
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits[labelled], labels[labelled])
+
+
+def _hidden_mse(student_states, teacher_states, layer_map: list[int], mask: torch.Tensor) -> torch.Tensor:
+    """MSE over real tokens between the embeddings and each student layer's output and its teacher layer's."""
+    pairs = [(0, 0)] + [(i + 1, t + 1) for i, t in enumerate(layer_map)]
+    weights = mask.unsqueeze(-1).float()
+    total = sum(((student_states[s] - teacher_states[t]) ** 2 * weights).sum() for s, t in pairs)
+    return total / (weights.sum() * student_states[0].shape[-1] * len(pairs))
+
+
+def _attention_mse(student_maps, teacher_maps, layer_map: list[int]) -> torch.Tensor:
+    return sum(F.mse_loss(student_maps[i], teacher_maps[t]) for i, t in enumerate(layer_map)) / len(layer_map)
+
+
+@torch.no_grad()
+def teacher_logits(model: nn.Module, dataset: TokenizedTexts, pad_id: int, batch_size: int) -> torch.Tensor:
+    """(N, L) float32 logits in dataset order, batches sorted by length."""
+    out = torch.empty(len(dataset), model.config.num_labels)
+    batches = SeededBatches(dataset.lengths(), batch_size, mode="sorted")
+    for indices in tqdm(batches, desc="teacher logits", unit="batch", file=sys.stderr, leave=False):
+        batch = PadCollator(pad_id)([dataset[i] for i in indices])
+        out[indices] = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+    return out
+
+
+def _cache_key(teacher_dir: Path, ids: list[list[int]]) -> str:
+    """Changes with the teacher's weights (name, size, mtime) and with every token of the data."""
+    digest = hashlib.sha256()
+    for path in sorted(teacher_dir.glob("*.safetensors")):
+        stat = path.stat()
+        digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    for row in ids:
+        digest.update(np.asarray(row, dtype=np.int32).tobytes() + b"|")
+    return digest.hexdigest()[:16]
+
+
+def read_unlabelled(path: Path, text_column: str) -> list[str]:
+    """Non-empty texts from a .txt file (one per line) or a CSV/TSV/JSONL/Parquet table's text column."""
+    if not path.is_file():
+        raise DataError(f"distill.unlabelled_file: {path} does not exist")
+    if path.suffix == ".txt":
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as error:
+            raise DataError(f"{path}: not UTF-8 text (byte {error.start}); re-save it as UTF-8") from None
+        texts = [line.strip() for line in lines if line.strip()]
+    else:
+        from tuneforge.tasks.text_io import read_texts
+
+        _, texts = read_texts(path, text_column)  # an empty text is an error naming its row
+    if not texts:
+        raise DataError(f"distill.unlabelled_file: {path} holds no text")
+    return texts
+
+
+# --------------------------------------------------------------------------- the entry point
+
+
+def distill(teacher_run: str | Path, config: str | Path | Config | None = None,
+            overrides: list[str] | None = None) -> Run:
+    """Train a student from ``teacher_run``; without ``config``, the teacher's own config with a full
+    fine-tune of every other layer (``name: <teacher>-distilled``)."""
+    from tuneforge.api import load
+    from tuneforge.tasks import text_classification
+
+    teacher_dir = open_run(teacher_run)
+    teacher = load(teacher_run)
+    if teacher.meta.get("task") != "text_classification" or teacher.meta.get("format", "pytorch") != "pytorch":
+        raise ConfigError(f"{teacher_run}: distillation needs a trained text classifier as teacher (an fp32 run, "
+                          "not an export)")
+    if not isinstance(config, Config):
+        config = default_student_config(teacher_dir, overrides) if config is None else load_config(config, overrides)
+    if config.task != "text_classification":
+        raise ConfigError(f"task: distillation trains text classifiers here, not '{config.task}'")
+    if config.distill.from_teacher:
+        config.model.name = teacher.meta["base_model"]  # the student's architecture and tokenizer family
+    return text_classification.train(config, distillation=Distillation(teacher, teacher_dir, config.distill))
+
+
+def default_student_config(teacher_dir: Path, overrides: list[str] | None) -> Config:
+    """The teacher's data and split, a full fine-tune of the student, then the user's overrides."""
+    import yaml
+
+    source = teacher_dir.parent / "config.yaml"
+    if not source.is_file():
+        raise ConfigError(f"{teacher_dir}: no config.yaml beside the model; pass a CONFIG for the student")
+    raw = yaml.safe_load(source.read_text(encoding="utf-8"))
+    raw["name"] = f"{raw.get('name', 'model')}-distilled"
+    raw["method"] = {"name": "full"}
+    raw.setdefault("train", {})["lr"] = 1e-4
+    from tuneforge.config import apply_overrides, config_from_dict
+
+    return config_from_dict(apply_overrides(raw, overrides or []), f"{source} (+ distillation defaults)")
