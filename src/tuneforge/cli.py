@@ -308,7 +308,7 @@ def _export(args: argparse.Namespace) -> int:
 
     fmt = "merged" if args.merge else args.format
     if fmt is None:
-        raise TuneforgeError("nothing to export: pass --format (merged, int8, onnx, onnx-int8)")
+        raise TuneforgeError("nothing to export: pass --format (merged, int8, onnx, onnx-int8) or --merge")
     out = export(args.run, fmt, args.out, args.force)
     print(f"wrote {fmt} to {out}")
     print(f"use it like the run: tuneforge predict {out} ...  |  tuneforge serve {out}")
@@ -635,7 +635,7 @@ def _parser() -> argparse.ArgumentParser:
                         "onnx: fp32 graph for ONNX Runtime; onnx-int8: ONNX Runtime dynamic int8 (smallest, "
                         "fastest on CPU)")
     p.add_argument("--merge", action="store_true", help="same as --format merged")
-    p.add_argument("--out", help="output folder (default: RUN/export-FORMAT)")
+    p.add_argument("--out", help="output folder (default: RUN/merged, RUN/export-FORMAT for the others)")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
     p.set_defaults(handler=_export)
 

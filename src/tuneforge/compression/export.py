@@ -33,7 +33,7 @@ ONNX_OPSET = 18
 
 
 def export(run: str | Path, fmt: str, out: str | Path | None = None, force: bool = False) -> Path:
-    """Write ``run``'s model in ``fmt`` to ``out`` (default ``RUN/export-<fmt>``); returns the folder.
+    """Write ``run``'s model in ``fmt`` to ``out`` (default ``RUN/merged`` or ``RUN/export-<fmt>``); returns it.
 
     The folder is written beside its destination and renamed into place, so a failure never leaves a
     half-written export, and an existing one is replaced only with ``force``.
@@ -43,7 +43,7 @@ def export(run: str | Path, fmt: str, out: str | Path | None = None, force: bool
     if fmt not in FORMATS:
         raise ConfigError(f"--format: unknown format '{fmt}'; choose from {', '.join(FORMATS)}")
     source = open_run(run)
-    out = Path(out) if out else source.parent / f"export-{fmt}"
+    out = Path(out) if out else source.parent / ("merged" if fmt == "merged" else f"export-{fmt}")
     if out.exists() and any(out.iterdir()) and not force:
         raise RunError(f"{out} is not empty; pass --force to replace it")
     model = load(run)
