@@ -1,10 +1,13 @@
-"""Knowledge distillation of text classifiers: a student learns from a trained teacher's softened outputs.
+"""Knowledge distillation: a student learns from a trained teacher's softened outputs.
 
 The student is either a copy of the teacher keeping some of its layers (DistilBERT's initialisation) or any
 named model. The loss mixes a temperature-softened KL to the teacher (scaled by T^2, Hinton et al. 2015),
 cross-entropy to the true labels and, for students as wide as the teacher, MSE between matched hidden
 states and attention maps. It runs inside the ordinary text-classification recipe, so a distilled run
 has the same data checks, checkpoints, evaluation, report and model folder as any other run.
+
+Image classifiers (the student is ``model.name``) and causal LMs (token-level KL; the student is a layer-dropped
+copy of the teacher or ``model.name``) distil through ``OnlineDistillation`` in their own recipes.
 """
 
 from __future__ import annotations
@@ -213,6 +216,74 @@ class Distillation:
         return {"distillation": info}, {"Distillation": "\n\n".join(lines)}
 
 
+@dataclass
+class OnlineDistillation:
+    """Image classifiers and causal LMs: the teacher runs beside the student on every batch. Augmented images
+    differ each epoch and an LM's vocabulary-wide logits are too large to cache, so nothing is precomputed."""
+
+    teacher: nn.Module  # the teacher's plain model (adapters merged), in eval mode
+    teacher_dir: Path
+    settings: DistillConfig
+    kept: list[int] | None = None
+
+    def layer_dropped_student(self) -> nn.Module:
+        """A copy of the teacher keeping ``distill.keep_layers`` (default every other layer), its weights included."""
+        count = self.teacher.config.num_hidden_layers
+        self.kept = self.settings.keep_layers or every_other_layer(count)
+        print(f"Student: {len(self.kept)} of the teacher's {count} layers, initialised from its weights",
+              file=sys.stderr)
+        return keep_layers(self.teacher, self.kept).train()
+
+    def classifier_loss(self, logits_of):
+        """KL to the teacher's logits on the same (augmented) batch + CE to the labels."""
+        s = self.settings
+
+        def loss_fn(model: nn.Module, batch: dict) -> torch.Tensor:
+            logits = logits_of(model, batch).float()
+            with torch.no_grad():
+                teacher_logits = logits_of(self.teacher.to(logits.device), batch).float()
+            loss = s.kd_weight * kd_loss(logits, teacher_logits, s.temperature)
+            if s.ce_weight > 0:
+                loss = loss + s.ce_weight * _hard_label_loss(logits, batch["labels"].to(logits.device), False)
+            return loss
+
+        return loss_fn
+
+    def token_loss(self, student: nn.Module):
+        """Token-level KL to the teacher's next-token distributions + next-token CE, on the tokens with labels."""
+        s = self.settings
+        if student.config.vocab_size != self.teacher.config.vocab_size:
+            raise ConfigError(f"the student's vocabulary ({student.config.vocab_size}) differs from the teacher's "
+                              f"({self.teacher.config.vocab_size}); token-level distillation needs the same tokenizer")
+
+        def loss_fn(model: nn.Module, batch: dict) -> torch.Tensor:
+            ids, mask = batch["input_ids"], batch["attention_mask"]
+            logits = model(input_ids=ids, attention_mask=mask).logits[:, -ids.shape[1]:]  # after virtual tokens
+            with torch.no_grad():
+                teacher_logits = self.teacher.to(logits.device)(input_ids=ids, attention_mask=mask).logits
+            labels = batch["labels"][:, 1:].to(logits.device)
+            scored = labels != -100
+            if not scored.any():
+                return logits.sum() * 0.0
+            student_tokens, teacher_tokens = logits[:, :-1][scored].float(), teacher_logits[:, :-1][scored].float()
+            loss = s.kd_weight * kd_loss(student_tokens, teacher_tokens, s.temperature)
+            if s.ce_weight > 0:
+                loss = loss + s.ce_weight * F.cross_entropy(student_tokens, labels[scored])
+            return loss
+
+        return loss_fn
+
+    def summary(self, student_layers: int | None) -> tuple[dict, dict[str, str]]:
+        s = self.settings
+        info = {"teacher": str(self.teacher_dir), "kept_layers": self.kept, "temperature": s.temperature,
+                "kd_weight": s.kd_weight, "ce_weight": s.ce_weight}
+        text = (f"Teacher: `{self.teacher_dir}`"
+                + (f"; student: {student_layers} layers, kept {self.kept}" if self.kept else "")
+                + f". Loss: {s.kd_weight} x KL(T={s.temperature}) + {s.ce_weight} x CE, the teacher run on every "
+                "batch. Compare with the teacher's own report.")
+        return {"distillation": info}, {"Distillation": text}
+
+
 # --------------------------------------------------------------------------- pieces
 
 
@@ -283,23 +354,39 @@ def read_unlabelled(path: Path, text_column: str) -> list[str]:
 
 def distill(teacher_run: str | Path, config: str | Path | Config | None = None,
             overrides: list[str] | None = None) -> Run:
-    """Train a student from ``teacher_run``; without ``config``, the teacher's own config with a full
-    fine-tune of every other layer (``name: <teacher>-distilled``)."""
+    """Train a student of ``teacher_run`` (a text or image classifier, or a causal LM); without ``config``, the
+    teacher's own config with a full fine-tune (text and LMs: of every other teacher layer)."""
     from tuneforge.api import load
-    from tuneforge.tasks import text_classification
 
     teacher_dir = open_run(teacher_run)
     teacher = load(teacher_run)
-    if teacher.meta.get("task") != "text_classification" or teacher.meta.get("format", "pytorch") != "pytorch":
-        raise ConfigError(f"{teacher_run}: distillation needs a trained text classifier as teacher (an fp32 run, "
-                          "not an export)")
+    meta = getattr(teacher, "meta", {})
+    task = meta.get("task")
+    if task not in ("text_classification", "image_classification", "causal_lm", "sft") \
+            or meta.get("format", "pytorch") != "pytorch":
+        raise ConfigError(f"{teacher_run}: the teacher must be a trained text or image classifier or causal LM "
+                          "(an fp32 run, not an export)")
     if not isinstance(config, Config):
         config = default_student_config(teacher_dir, overrides) if config is None else load_config(config, overrides)
-    if config.task != "text_classification":
-        raise ConfigError(f"task: distillation trains text classifiers here, not '{config.task}'")
-    if config.distill.from_teacher:
-        config.model.name = teacher.meta["base_model"]  # the student's architecture and tokenizer family
-    return text_classification.train(config, distillation=Distillation(teacher, teacher_dir, config.distill))
+    if config.task != task:
+        raise ConfigError(f"task: the teacher is a {task} run, so the student config needs task: {task}")
+    if config.distill.from_teacher and task != "image_classification":
+        config.model.name = meta["base_model"]  # the student's architecture and tokenizer family
+    if task == "text_classification":
+        from tuneforge.tasks import text_classification
+
+        return text_classification.train(config, distillation=Distillation(teacher, teacher_dir, config.distill))
+    from tuneforge.tasks.merging import merge_adapters
+
+    online = OnlineDistillation(merge_adapters(teacher.model, meta).eval(), teacher_dir, config.distill)
+    if task == "image_classification":
+        from tuneforge.tasks import image_classification
+
+        return image_classification.train(config, distillation=online)
+    from tuneforge.tasks import causal_lm, sft
+    from tuneforge.tasks.language_model import run
+
+    return run((causal_lm if task == "causal_lm" else sft).TASK, config, distillation=online)
 
 
 def default_student_config(teacher_dir: Path, overrides: list[str] | None) -> Config:

@@ -14,6 +14,7 @@ import functools
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -39,6 +40,9 @@ from tuneforge.evaluation.plots import plot_image_grid, plot_per_class_accuracy
 from tuneforge.methods import Target, apply_method, count_parameters, describe_trainable
 from tuneforge.models.vision import build_classifier, check_vision_model
 from tuneforge.runs import Run, finish_run, run_dir_for
+
+if TYPE_CHECKING:
+    from tuneforge.compression.distill import OnlineDistillation
 from tuneforge.tasks.text_classification import (
     META_FILE,
     LabelSpace,
@@ -51,11 +55,17 @@ IMAGE_METHODS = ("full", "freeze", "topk", "lora")
 WRONG_SHOWN = 16
 
 
-def train(config: Config, resume: str | Path | None = None, resume_force: bool = False) -> Run:
-    """Fine-tune an ImageNet-pretrained CNN on labelled images; returns the finished run."""
+def train(config: Config, resume: str | Path | None = None, resume_force: bool = False,
+          distillation: OnlineDistillation | None = None) -> Run:
+    """Fine-tune an ImageNet-pretrained CNN on labelled images; returns the finished run.
+
+    ``distillation`` (``tuneforge distill``): the model learns from a teacher's outputs on the same batches too.
+    """
     processes = process_state()
     config.eval.metric = config.eval.metric or "accuracy"
     _check_config(config)
+    if distillation and getattr(config.method, "cache_features", False):
+        raise ConfigError("method.cache_features: the teacher needs the images themselves; set it false to distil")
     seed_everything(config)
     splits = load_image_splits(config)  # every image decoded once before any model loads
     labels = LabelSpace(splits.labels(), multi_label=False)
@@ -73,7 +83,7 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
     run_dir, checkpoint = run_dir_for(config, resume, resume_force, processes)
     accelerator = make_accelerator(config, run_dir)
     weights = targets["train"] if config.train.class_weights == "auto" else None
-    loss_fn = make_loss(labels, weights, logits_of=_logits)
+    loss_fn = distillation.classifier_loss(_logits) if distillation else make_loss(labels, weights, logits_of=_logits)
     scorer = functools.partial(predict_probs, batch_size=config.eval.batch_size, workers=config.train.num_workers)
 
     def evaluate_validation(model: nn.Module) -> dict[str, float]:
@@ -91,12 +101,17 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
     evaluation = {name: {**score(p, targets[name], labels, None), "loss": _loss(p, targets[name])}
                   for name, p in probs.items()}
     extras = {"trainable_parameters": trainable, "total_parameters": total, "fit": result.summary()}
+    distilled = {}
+    if distillation:
+        more, distilled = distillation.summary(None)
+        extras |= more
     if not processes.is_main_process:
         return Run(run_dir, {"task": config.task, **evaluation, **extras})
     save_model(model, run_dir / "model", config, labels.names, prep)
     shown = "test" if "test" in probs else "validation"
     images, sections = image_report(getattr(splits, shown), probs[shown], evaluation[shown], labels.names, run_dir,
                                     shown)
+    sections |= distilled
     return finish_run(run_dir, config, splits, labels.names, evaluation, result.history, extras,
                       images=images, sections=sections)
 

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +36,9 @@ from tuneforge.runs import Run, open_run, run_dir_for
 
 META_FILE = "tuneforge.json"
 LM_METRICS = ("perplexity", "loss")
+
+if TYPE_CHECKING:
+    from tuneforge.compression.distill import OnlineDistillation
 
 
 @dataclass
@@ -68,8 +72,13 @@ class LMTask:
         return self.auto_class.endswith("CausalLM")
 
 
-def run(task: LMTask, config: Config, resume: str | Path | None = None, resume_force: bool = False) -> Run:
-    """Train a language model on ``task``'s data; returns the finished run."""
+def run(task: LMTask, config: Config, resume: str | Path | None = None, resume_force: bool = False,
+        distillation: OnlineDistillation | None = None) -> Run:
+    """Train a language model on ``task``'s data; returns the finished run.
+
+    ``distillation`` (``tuneforge distill``, causal LMs): token-level KL to a teacher joins the next-token loss, and
+    the model may be a layer-dropped copy of the teacher.
+    """
     processes = process_state()
     config.eval.metric = config.eval.metric or "perplexity"
     if config.eval.metric not in LM_METRICS:
@@ -79,6 +88,8 @@ def run(task: LMTask, config: Config, resume: str | Path | None = None, resume_f
     if config.data.dataset and not config.data.train_file:
         check_dataset_task(config.data.dataset, task.name)
     tokenizer, model, new = build_lm(config.model.name, task)
+    if distillation and config.distill.from_teacher:
+        model, new = distillation.layer_dropped_student(), ()
     data = task.prepare(config, tokenizer)  # every row validated before training starts
     check_block_length(model, config.data.max_length)
     apply_memory_settings(model, config)
@@ -98,7 +109,10 @@ def run(task: LMTask, config: Config, resume: str | Path | None = None, resume_f
 
     run_dir, checkpoint = run_dir_for(config, resume, resume_force, processes)
     accelerator = make_accelerator(config, run_dir)
-    result = fit(model, train_loader, causal_loss if task.causal else masked_loss,
+    loss = causal_loss if task.causal else masked_loss
+    if distillation:
+        loss = distillation.token_loss(model)
+    result = fit(model, train_loader, loss,
                  lambda m: evaluate(accelerator.unwrap_model(m), "validation"), config, accelerator,
                  head_prefixes=new, run_dir=run_dir, resume=checkpoint)
     model = accelerator.unwrap_model(model).eval()
@@ -106,6 +120,8 @@ def run(task: LMTask, config: Config, resume: str | Path | None = None, resume_f
                   for split in before}
     extras = {"trainable_parameters": trainable, "total_parameters": total, "fit": result.summary(),
               "counts": data.counts}
+    if distillation:
+        extras |= distillation.summary(model.config.num_hidden_layers)[0]
     if not processes.is_main_process:
         return Run(run_dir, {"task": config.task, **evaluation, **extras})
     save_lm(model, tokenizer, run_dir / "model", config)
