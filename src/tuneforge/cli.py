@@ -306,6 +306,8 @@ def _ablate(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from tuneforge.compression.export import export
 
+    if args.merge and args.format not in (None, "merged"):
+        raise TuneforgeError(f"--merge and --format {args.format} ask for different exports; pass one")
     fmt = "merged" if args.merge else args.format
     if fmt is None:
         raise TuneforgeError("nothing to export: pass --format (merged, int8, onnx, onnx-int8) or --merge")
@@ -323,7 +325,10 @@ def _export(args: argparse.Namespace) -> int:
 def _distill(args: argparse.Namespace) -> int:
     from tuneforge.compression.distill import distill
 
-    _report_run(distill(args.teacher, args.config, args.overrides))
+    config, overrides = args.config, args.overrides
+    if config and "=" in config and not Path(config).exists():  # `distill RUN key=value`: no config, an override
+        config, overrides = None, [config, *overrides]
+    _report_run(distill(args.teacher, config, overrides))
     return 0
 
 
@@ -639,10 +644,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
     p.set_defaults(handler=_export)
 
-    p = sub.add_parser("distill", help="train a smaller student from a text-classification run (knowledge "
-                                       "distillation)",
-                       description="Without CONFIG: the teacher's own data and split, a student keeping every other "
-                                   "teacher layer, full fine-tuning; distill.* keys tune it (`tuneforge config`).")
+    p = sub.add_parser("distill", help="train a student from a text or image classifier or causal-LM run "
+                                       "(knowledge distillation)",
+                       description="Without CONFIG: the teacher's own data and split and full fine-tuning. Text and "
+                                   "LM students keep every other teacher layer; image students are model.name (set "
+                                   "it, or a lighter method). distill.* keys tune it (`tuneforge config`).")
     p.add_argument("teacher", help="the teacher's run directory")
     p.add_argument("config", nargs="?", help="the student's YAML config (default: the teacher's config)")
     p.add_argument("overrides", nargs="*", help=overrides_help + ", e.g. distill.keep_layers=[0,5]")

@@ -523,6 +523,8 @@ def _check_ranges(config: Config, source: str) -> None:
     ]
     sv = config.serve
     checks += [
+        ("distill.keep_layers", config.distill.keep_layers,
+         config.distill.keep_layers is None or len(config.distill.keep_layers) > 0, "null or a non-empty list"),
         ("distill.temperature", config.distill.temperature, config.distill.temperature > 0, "positive"),
         ("distill.kd_weight", config.distill.kd_weight, config.distill.kd_weight >= 0, "not negative"),
         ("distill.ce_weight", config.distill.ce_weight, config.distill.ce_weight >= 0, "not negative"),

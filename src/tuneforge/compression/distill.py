@@ -13,6 +13,7 @@ copy of the teacher or ``model.name``) distil through ``OnlineDistillation`` in 
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from tuneforge.config import Config, DistillConfig, load_config
 from tuneforge.data.text import PadCollator, SeededBatches, TokenizedTexts, tokenize
 from tuneforge.errors import ConfigError, DataError
 from tuneforge.runs import Run, open_run
+from tuneforge.tasks.merging import require_mergeable
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
@@ -73,6 +75,9 @@ class Distillation:
     def student(self, config: Config, labels) -> tuple:
         """Tokenizer and student model: a layer-dropped copy of the teacher, or ``model.name`` with a new head."""
         self._check_labels(labels)
+        if config.train.class_weights:
+            raise ConfigError("train.class_weights: not used when distilling (the teacher's soft targets already "
+                              "carry the class balance); set it null")
         if self.preset_student is not None:
             return self.teacher.tokenizer, self.preset_student.train()
         if not self.settings.from_teacher:
@@ -114,10 +119,12 @@ class Distillation:
         """The loss function ``fit`` calls: weighted KL + CE (+ hidden-state and attention MSE)."""
         s = self.settings
         texts = train_texts + self.unlabelled_texts
-        online = s.hidden_weight > 0 or s.attention_weight > 0
-        if online:
-            self._check_matchable(student, tokenizer)
-        cached = None if online or not s.cache_teacher_logits else self._cached_logits(texts, config)
+        matching = s.hidden_weight > 0 or s.attention_weight > 0
+        if matching or not s.cache_teacher_logits:  # the teacher will read the student's token ids
+            self._check_same_tokens(tokenizer)
+        if matching:
+            self._check_matchable(student)
+        cached = None if matching or not s.cache_teacher_logits else self._cached_logits(texts, config)
         teacher = self.teacher.merged().eval()
         if s.attention_weight > 0:  # fused attention kernels return no attention maps
             teacher.set_attn_implementation("eager")
@@ -150,18 +157,24 @@ class Distillation:
 
         return loss_fn
 
-    def _check_matchable(self, student: nn.Module, tokenizer) -> None:
+    def _check_same_tokens(self, tokenizer) -> None:
+        if tokenizer.get_vocab() != self.teacher.tokenizer.get_vocab():
+            raise ConfigError("student and teacher tokenize differently, so the teacher cannot read the student's "
+                              "batches: keep distill.cache_teacher_logits true (it tokenizes for the teacher) and "
+                              "hidden_weight / attention_weight at 0")
+
+    def _check_matchable(self, student: nn.Module) -> None:
         teacher_config = self.teacher.model.config
         if student.config.hidden_size != teacher_config.hidden_size:
             raise ConfigError(f"distill.hidden_weight / attention_weight: the student is {student.config.hidden_size} "
                               f"wide, the teacher {teacher_config.hidden_size}; matching needs the same width "
                               "(set both weights to 0)")
-        if tokenizer.get_vocab() != self.teacher.tokenizer.get_vocab():
-            raise ConfigError("distill.hidden_weight / attention_weight: student and teacher tokenize differently, "
-                              "so their positions do not line up (set both weights to 0)")
-        if self.settings.attention_weight > 0 and (student.config.num_attention_heads
-                                                   != teacher_config.num_attention_heads):
-            raise ConfigError("distill.attention_weight: student and teacher have different head counts")
+        if self.settings.attention_weight > 0:
+            student_heads, teacher_heads = _heads(student.config), _heads(teacher_config)
+            layer_map = matched_layers(len(student_heads), len(teacher_heads), self.kept)
+            if any(student_heads[i] != teacher_heads[t] for i, t in enumerate(layer_map)):
+                raise ConfigError("distill.attention_weight: matched student and teacher layers have different "
+                                  "numbers of heads (a head-pruned student, or another model); set it to 0")
 
     def _cached_logits(self, texts: list[str], config: Config) -> torch.Tensor:
         """The teacher's logits for every training text (in dataset order), computed once and kept on disk."""
@@ -170,14 +183,21 @@ class Distillation:
         key = _cache_key(self.teacher_dir, ids)
         cache = self.teacher_dir.parent / "distill-cache" / f"{key}.safetensors"
         if cache.is_file():
-            print(f"Teacher logits: reusing {cache}", file=sys.stderr)
-            return load_file(cache)["logits"]
+            try:
+                logits = load_file(cache)["logits"]
+                if len(logits) == len(ids):
+                    print(f"Teacher logits: reusing {cache}", file=sys.stderr)
+                    return logits
+            except Exception:  # a damaged cache file is recomputed, never trusted
+                pass
         model = self.teacher.merged().eval()
         logits = teacher_logits(model, TokenizedTexts(ids, None), tokenizer.pad_token_id or 0,
                                 config.eval.batch_size)
         try:
             cache.parent.mkdir(exist_ok=True)
-            save_file({"logits": logits}, cache)
+            partial = cache.with_suffix(f".{os.getpid()}.tmp")
+            save_file({"logits": logits}, partial)
+            os.replace(partial, cache)  # readers see the whole file or none
         except OSError as error:  # a read-only teacher folder costs a recomputation next time, nothing more
             print(f"note: could not cache the teacher's logits in {cache.parent}: {error.strerror}", file=sys.stderr)
         return logits
@@ -287,6 +307,10 @@ class OnlineDistillation:
 # --------------------------------------------------------------------------- pieces
 
 
+def _heads(config) -> list[int]:
+    return list(getattr(config, "heads_per_layer", None) or [config.num_attention_heads] * config.num_hidden_layers)
+
+
 def _hard_label_loss(logits: torch.Tensor, labels: torch.Tensor, multi_label: bool) -> torch.Tensor:
     if multi_label:
         return F.binary_cross_entropy_with_logits(logits, labels.float())
@@ -370,6 +394,9 @@ def distill(teacher_run: str | Path, config: str | Path | Config | None = None,
         config = default_student_config(teacher_dir, overrides) if config is None else load_config(config, overrides)
     if config.task != task:
         raise ConfigError(f"task: the teacher is a {task} run, so the student config needs task: {task}")
+    require_mergeable(meta, "distill")
+    if task != "text_classification":
+        _check_online_settings(config.distill, task)
     if config.distill.from_teacher and task != "image_classification":
         config.model.name = meta["base_model"]  # the student's architecture and tokenizer family
     if task == "text_classification":
@@ -387,6 +414,18 @@ def distill(teacher_run: str | Path, config: str | Path | Config | None = None,
     from tuneforge.tasks.language_model import run
 
     return run((causal_lm if task == "causal_lm" else sft).TASK, config, distillation=online)
+
+
+def _check_online_settings(settings: DistillConfig, task: str) -> None:
+    """Settings that only text classifiers use are refused elsewhere rather than silently ignored."""
+    unused = [name for name, value in (("hidden_weight", settings.hidden_weight),
+                                       ("attention_weight", settings.attention_weight),
+                                       ("unlabelled_file", settings.unlabelled_file)) if value]
+    if task == "image_classification" and settings.keep_layers:
+        unused.append("keep_layers (image students are model.name)")
+    if unused:
+        raise ConfigError(f"distill.{', distill.'.join(unused)}: not available when distilling a {task} run; "
+                          "remove them")
 
 
 def default_student_config(teacher_dir: Path, overrides: list[str] | None) -> Config:

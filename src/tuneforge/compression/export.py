@@ -27,6 +27,7 @@ from torch import nn
 from tuneforge.compression.runtime import INT8_FILE, ONNX_FILE, int8_tensors, quantize_int8
 from tuneforge.errors import ConfigError, RunError
 from tuneforge.runs import open_run
+from tuneforge.tasks.merging import require_mergeable
 
 FORMATS = ("merged", "int8", "onnx", "onnx-int8")
 ONNX_OPSET = 18
@@ -43,11 +44,11 @@ def export(run: str | Path, fmt: str, out: str | Path | None = None, force: bool
     if fmt not in FORMATS:
         raise ConfigError(f"--format: unknown format '{fmt}'; choose from {', '.join(FORMATS)}")
     source = open_run(run)
-    out = Path(out) if out else source.parent / ("merged" if fmt == "merged" else f"export-{fmt}")
-    if out.exists() and any(out.iterdir()) and not force:
-        raise RunError(f"{out} is not empty; pass --force to replace it")
+    out = Path(out) if out else default_output(source, "merged" if fmt == "merged" else f"export-{fmt}")
+    check_replaceable(out, source, force)
     model = load(run)
     meta = getattr(model, "meta", {})
+    require_mergeable(meta, f"--format {fmt}")
     if fmt != "merged" and (meta.get("task") != "text_classification" or meta.get("format", "pytorch") != "pytorch"):
         raise ConfigError(f"--format {fmt}: int8 and ONNX exports are for fp32 text-classification runs; "
                           f"{run} is a {meta.get('format', '')} {meta.get('task', 'masked_lm')} model "
@@ -65,6 +66,25 @@ def export(run: str | Path, fmt: str, out: str | Path | None = None, force: bool
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def default_output(source: Path, name: str) -> Path:
+    """``RUN/<name>`` for a run's model; a sibling ``<folder>-<name>`` for a model folder given directly (an
+    export or a pruned model), so variants of variants never land on the original's."""
+    return source.parent / name if source.name == "model" else source.with_name(f"{source.name}-{name}")
+
+
+def check_replaceable(out: Path, source: Path, force: bool) -> None:
+    """An existing ``out`` is replaced only with ``force``, and only if it is a model folder tuneforge wrote that
+    holds nothing it came from: never a run directory, the source itself, or an unrelated folder."""
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if not force:
+        raise RunError(f"{out} is not empty; pass --force to replace it")
+    resolved, origin = out.resolve(), source.resolve()
+    if resolved == origin or resolved in origin.parents or not (out / "tuneforge.json").is_file():
+        raise RunError(f"{out}: --force replaces only an earlier export or pruned model, never the run itself or "
+                       "another folder; choose another --out")
 
 
 def _write_merged(model, run, folder: Path) -> None:
@@ -135,7 +155,12 @@ def quantize_onnx(path: Path) -> None:
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    logging.getLogger().setLevel(logging.ERROR)  # ORT's advice to pre-process is for static quantization
-    quantized = path.with_name("model-int8.onnx")
-    quantize_dynamic(str(path), str(quantized), weight_type=QuantType.QInt8, per_channel=True)
-    quantized.replace(path)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # ORT logs advice to pre-process (for static quantization) on the root logger
+    try:
+        quantized = path.with_name("model-int8.onnx")
+        quantize_dynamic(str(path), str(quantized), weight_type=QuantType.QInt8, per_channel=True)
+        quantized.replace(path)
+    finally:
+        root.setLevel(level)

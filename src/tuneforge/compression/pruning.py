@@ -30,11 +30,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from tuneforge.compression.export import check_replaceable, default_output
 from tuneforge.compression.students import keep_layers, layer_stack
 from tuneforge.config import Config
 from tuneforge.data.text import PadCollator, SeededBatches, TokenizedTexts, encode_targets, tokenize
 from tuneforge.errors import ConfigError, RunError
 from tuneforge.runs import Run, open_run
+from tuneforge.tasks.merging import require_mergeable
 
 METHODS = ("heads", "ffn", "layers", "magnitude")
 IMPORTANCE_ROWS = 512  # training rows whose gradients rank heads and neurons
@@ -56,6 +58,7 @@ def prune(run: str | Path, method: str, amount: float, out: str | Path | None = 
     if method == "magnitude" and recover_epochs:
         raise ConfigError("--recover-epochs: fine-tuning would fill the zeroed weights again; magnitude pruning "
                           "is applied once, without recovery")
+    require_mergeable(classifier.meta, "prune")
     config = _teacher_config(source, method, recover_epochs, overrides)
     model = classifier.merged().eval()
     if method == "magnitude":
@@ -67,9 +70,8 @@ def prune(run: str | Path, method: str, amount: float, out: str | Path | None = 
     print(f"prune: {details['summary']}", file=sys.stderr)
     if recover_epochs:
         return _recover(classifier, source, pruned, config, details)
-    out = Path(out) if out else source.parent / f"pruned-{method}"
-    if out.exists() and any(out.iterdir()) and not force:
-        raise RunError(f"{out} is not empty; pass --force to replace it")
+    out = Path(out) if out else default_output(source, f"pruned-{method}")
+    check_replaceable(out, source, force)
     save_pruned(pruned, classifier.tokenizer, classifier.meta | {"pruning": details}, out)
     return out
 
@@ -127,7 +129,7 @@ def gradient_importance(model: nn.Module, sample: list[dict]) -> tuple[list[torc
         for batch in tqdm(sample, desc="head and neuron importance", unit="batch", file=sys.stderr, leave=False):
             model.zero_grad(set_to_none=True)
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            F.cross_entropy(logits.float(), batch["labels"]).backward()
+            F.cross_entropy(logits.float(), batch["labels"], reduction="sum").backward()  # every row weighs the same
     finally:
         for handle in handles:
             handle.remove()

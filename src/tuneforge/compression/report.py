@@ -63,6 +63,7 @@ def compress(run: str | Path, variants: list[str], out: str | Path | None = None
     if unknown:
         raise ConfigError(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     source = open_run(run)
+    texts, truth = labelled_test_split(source)  # before minutes of building: a run without one fails now
     out = Path(out) if out else source.parent / f"compress-{time.strftime('%Y%m%d-%H%M%S')}"
     if out.exists() and any(out.iterdir()):
         raise RunError(f"{out} is not empty; choose another --out")
@@ -71,7 +72,6 @@ def compress(run: str | Path, variants: list[str], out: str | Path | None = None
     for variant in variants:
         print(f"compress: building {variant}", file=sys.stderr)
         folders[variant] = build_variant(run, variant, out, overrides)
-    texts, truth = labelled_test_split(source)
     rows = measure_all(folders, texts, truth)
     write_table(rows, out)
     return out

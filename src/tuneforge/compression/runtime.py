@@ -6,7 +6,6 @@ returns an object with ``.logits``, so ``predict``, ``tuneforge eval`` and the s
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -83,7 +82,7 @@ def load_int8(folder: Path, config) -> nn.Module:
     from transformers import AutoModelForSequenceClassification
 
     tensors = load_file(folder / INT8_FILE)
-    skeleton = AutoModelForSequenceClassification.from_config(config, trust_remote_code=has_code(folder))
+    skeleton = AutoModelForSequenceClassification.from_config(config, trust_remote_code=False)
     linears = {name for name, module in skeleton.named_modules() if isinstance(module, nn.Linear)}
     plain = {k: v for k, v in tensors.items() if k.rpartition(".")[0] not in linears}
     missing, unexpected = skeleton.load_state_dict(plain, strict=False)
@@ -115,7 +114,7 @@ def load_exported(folder: Path, fmt: str) -> nn.Module:
     """The model of an exported folder, by its ``tuneforge.json`` format."""
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(folder, trust_remote_code=has_code(folder))
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
     if fmt in ("onnx", "onnx-int8"):
         return OnnxSequenceClassifier(folder / ONNX_FILE, config)
     if fmt == "int8":
@@ -123,7 +122,15 @@ def load_exported(folder: Path, fmt: str) -> nn.Module:
     raise RunError(f"{folder}: unknown format '{fmt}' in tuneforge.json (this tuneforge reads onnx, onnx-int8, int8)")
 
 
-def has_code(folder: Path) -> bool:
-    """A pruned model ships its own modeling file (per-layer head counts); tuneforge wrote it, so it is trusted."""
-    path = folder / "config.json"  # an adapter folder has adapter_config.json instead
-    return path.is_file() and "auto_map" in json.loads(path.read_text(encoding="utf-8"))
+def register_pruned_bert() -> None:
+    """Let transformers build pruned BERTs from tuneforge's own class, never from the ``pruned_bert.py`` a folder
+    carries: tuneforge loads every folder with ``trust_remote_code=False``, so no folder's code ever runs."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from tuneforge.compression.pruned_bert import PrunedBertConfig, PrunedBertForSequenceClassification
+
+    AutoConfig.register("pruned_bert", PrunedBertConfig, exist_ok=True)
+    AutoModelForSequenceClassification.register(PrunedBertConfig, PrunedBertForSequenceClassification, exist_ok=True)
+
+
+register_pruned_bert()

@@ -10,7 +10,7 @@ import numpy as np
 from torch import nn
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from tuneforge.compression.runtime import has_code, load_exported
+from tuneforge.compression.runtime import load_exported
 from tuneforge.data.text import TokenizedTexts, tokenize
 from tuneforge.runs import open_run
 from tuneforge.tasks.merging import merge_adapters, save_merged
@@ -37,7 +37,7 @@ class TextClassifier:
     def from_run(cls, path: str | Path) -> TextClassifier:
         folder = open_run(path)
         meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
-        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=has_code(folder))
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
         if meta.get("format", "pytorch") != "pytorch":  # an export: int8 or ONNX (tuneforge export)
             return cls(load_exported(folder, meta["format"]), tokenizer, meta, folder)
         if meta["adapter"]:
@@ -45,8 +45,8 @@ class TextClassifier:
 
             _, base = build_model(meta["base_model"], LabelSpace(meta["labels"], meta["multi_label"]))
             model = PeftModel.from_pretrained(base, folder)
-        else:  # a pruned model (tuneforge prune) ships its own modeling file: tuneforge wrote it
-            model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=has_code(folder))
+        else:  # pruned BERTs too: built from tuneforge's registered class, never from code in the folder
+            model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=False)
         return cls(model, tokenizer, meta, folder)
 
     def predict_proba(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
