@@ -114,8 +114,7 @@ class Distillation:
 
     # ------------------------------------------------------------------ the loss
 
-    def loss(self, train_texts: list[str], dataset: TokenizedTexts, student: nn.Module, tokenizer,
-             config: Config):
+    def loss(self, train_texts: list[str], student: nn.Module, tokenizer, config: Config):
         """The loss function ``fit`` calls: weighted KL + CE (+ hidden-state and attention MSE)."""
         s = self.settings
         texts = train_texts + self.unlabelled_texts

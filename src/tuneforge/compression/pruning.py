@@ -342,14 +342,11 @@ def _recover(classifier, source: Path, pruned: nn.Module, config: Config, detail
 
 
 def save_pruned(model: nn.Module, tokenizer, meta: dict, folder: Path) -> None:
-    """An HF folder (plus the pruned architecture's code when it needs it) that tuneforge and transformers load."""
+    """An HF folder that tuneforge and transformers load; a PrunedBert* model also writes ``auto_map`` and its
+    pruned_bert.py. An earlier folder at ``folder`` (already checked replaceable) is replaced."""
     if folder.exists():
         shutil.rmtree(folder)
-    save_model_folder(model, tokenizer, meta, folder)
-
-
-def save_model_folder(model: nn.Module, tokenizer, meta: dict, folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)  # a PrunedBert* model also writes auto_map and its pruned_bert.py
+    folder.mkdir(parents=True)
+    model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     (folder / "tuneforge.json").write_text(json.dumps(meta | {"adapter": False}, indent=2), encoding="utf-8")

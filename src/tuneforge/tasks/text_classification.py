@@ -97,7 +97,7 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
     accelerator = make_accelerator(config, run_dir)
     loss_fn = make_loss(labels, datasets["train"].targets if config.train.class_weights == "auto" else None)
     if distillation:
-        loss_fn = distillation.loss([r.text for r in splits.train], datasets["train"], model, tokenizer, config)
+        loss_fn = distillation.loss([r.text for r in splits.train], model, tokenizer, config)
         distillation.evaluate_teacher([r.text for r in splits.test], datasets["test"].targets)
 
     def evaluate_validation(model: nn.Module) -> dict[str, float]:
