@@ -136,10 +136,21 @@ def test_configuration_docs_are_current():
     ("data.split=[0.5,0.6,0.1]", "data.split must be three fractions"),
     ("method.r=0", "method.r must be at least 1"),
     ("eval.early_stopping_patience=0", "eval.early_stopping_patience must be at least 1"),
+    # one per section that checks itself, so each section's check is known to run
+    ("train.checkpoint.keep_last=0", "train.checkpoint.keep_last must be at least 1"),
+    ("lm.random_replace_prob=0.5", r"lm.random_replace_prob must be in \[0, 1 - lm.mask_replace_prob\], got 0.5"),
+    ("prompt.template=x", "prompt.template must be a text with {text}, ending in {label}"),
+    ("image.resize=100", "image.resize must be at least image.size, got 100"),
+    ("frozen.binding_ways=[1]", "frozen.binding_ways must be N-way values between 2 and 8"),
+    ("distill.temperature=0", "distill.temperature must be positive"),
+    ("serve.max_wait_ms=2000", "serve.max_wait_ms must be between 0 and 1000"),
+    ("method.name=adalora method.target_r=20", "method.target_r must be between 1 and method.init_r"),
+    ("method.name=topk method.k=0", "method.k must be at least 1"),
+    ("method.name=prompt_tuning method.num_virtual_tokens=0", "method.num_virtual_tokens must be at least 1"),
 ])
 def test_values_that_cannot_work_are_refused(override, message):
     with pytest.raises(ConfigError, match=message):
-        load_config(None, [override])
+        load_config(None, override.split())
 
 
 def test_api_applies_overrides_to_a_dict(tmp_path):

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from tuneforge.config import Config, apply_overrides, config_from_dict, load_config
-from tuneforge.errors import RunError
-from tuneforge.runs import Run, open_run
+from tuneforge.tasks import TASKS
+from tuneforge.tasks import load as load_run
 
 
 def train(config: Config | dict | str | Path | None = None, overrides: list[str] | None = None,
-          resume: str | Path | None = None, resume_force: bool = False) -> Run:
+          resume: str | Path | None = None, resume_force: bool = False, extensions: Sequence = ()) -> Any:
     """Run the task a config describes: a ``Config``, a dict, a YAML path, or None for the quickstart.
 
     ``resume``: "latest" (the newest run of this config), a run directory or a checkpoint folder to
     continue from exactly; ``resume_force`` continues even when the config changed what exactness needs.
+    ``extensions``: training techniques (``tuneforge.engine.extensions.Extension``) that join the run.
+    Returns the finished ``tuneforge.runs.Run``.
     """
     if isinstance(config, Config):
         config = config.to_dict()
@@ -23,41 +26,14 @@ def train(config: Config | dict | str | Path | None = None, overrides: list[str]
         config = config_from_dict(apply_overrides(config, overrides or []), "config")
     else:
         config = load_config(config, overrides)
-    from tuneforge.tasks import recipe_for
-
-    return recipe_for(config.task)(config, resume=resume, resume_force=resume_force)
+    return TASKS.get(config.task).train(config, resume=resume, resume_force=resume_force, extensions=extensions)
 
 
-def load(run_dir: str | Path):
+def load(run_dir: str | Path) -> Any:
     """A trained model from a run directory: ``predict`` for classifiers (texts or images), ``generate`` for LMs
     and Frozen runs (``caption`` too).
 
     A masked-LM run gives its plain transformers model (a starting point for classification, not a predictor).
+    The run's files are checked first (``tuneforge.tasks.open_run``): a damaged run gets one clear message.
     """
-    meta = json.loads((open_run(run_dir) / "tuneforge.json").read_text(encoding="utf-8"))
-    task = meta["task"]
-    if task == "text_classification":
-        from tuneforge.tasks.text_classifier import TextClassifier
-
-        return TextClassifier.from_run(run_dir)
-    if task in ("causal_lm", "sft"):
-        from tuneforge.tasks.generator import LanguageModel
-
-        return LanguageModel.from_run(run_dir)
-    if task == "prompt_classification":
-        from tuneforge.tasks.prompt_classification import PromptClassifier
-
-        return PromptClassifier.from_run(run_dir)
-    if task == "image_classification":
-        from tuneforge.tasks.image_classifier import ImageClassifierModel
-
-        return ImageClassifierModel.from_run(run_dir)
-    if task == "frozen":
-        from tuneforge.tasks.frozen_model import FrozenModel
-
-        return FrozenModel.from_run(run_dir)
-    if task == "masked_lm":
-        from tuneforge.tasks.language_model import load_masked_lm
-
-        return load_masked_lm(run_dir)
-    raise RunError(f"{run_dir}: unknown task '{task}' in tuneforge.json")
+    return load_run(run_dir)

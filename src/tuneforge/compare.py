@@ -51,7 +51,7 @@ def compare(config: Config | dict | str | Path | None, methods: list[str], overr
         ConfigError: an unknown method name or a config that does not load, before anything runs.
         TuneforgeError: ``out`` exists and is not empty.
     """
-    base = _base_config(config, overrides)
+    base = base_config(config, overrides)
     method_overrides = method_overrides or {}
     unknown = sorted(set(method_overrides) - set(methods))
     if unknown:
@@ -63,9 +63,9 @@ def compare(config: Config | dict | str | Path | None, methods: list[str], overr
     out = empty_output_dir(out, base, "compare")
     rows = []
     for i, (method, raw) in enumerate(configs.items(), 1):
-        _say(progress, f"[{i}/{len(configs)}] {method}: training...")
-        rows.append(_run_isolated(raw, method, base.eval.metric))
-        _say(progress, f"[{i}/{len(configs)}] {_describe(rows[-1])}")
+        say(progress, f"[{i}/{len(configs)}] {method}: training...")
+        rows.append(run_isolated(raw, method, base.eval.metric))
+        say(progress, f"[{i}/{len(configs)}] {_describe(rows[-1])}")
     metric = next((r["metric"] for r in rows if r.get("metric")), base.eval.metric or "accuracy")
     _write_outputs(out, base, rows, metric)
     return Comparison(out, rows, metric)
@@ -97,7 +97,7 @@ def format_table(rows: list[dict], metric: str) -> str:
 # --------------------------------------------------------------------------- configs
 
 
-def _base_config(config: Config | dict | str | Path | None, overrides: list[str] | None) -> Config:
+def base_config(config: Config | dict | str | Path | None, overrides: list[str] | None) -> Config:
     if isinstance(config, Config):
         config = config.to_dict()
     if isinstance(config, dict):
@@ -126,7 +126,7 @@ def _method_config(base: Config, method: str, overrides: list[str]) -> dict:
 # --------------------------------------------------------------------------- one method, one process
 
 
-def _run_isolated(raw: dict, method: str, preferred: str | None) -> dict:
+def run_isolated(raw: dict, method: str, preferred: str | None) -> dict:
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(target=_child, args=(raw, method, preferred, sender), name=f"tuneforge-{method}")
@@ -145,7 +145,7 @@ def _run_isolated(raw: dict, method: str, preferred: str | None) -> dict:
 
 def _child(raw: dict, method: str, preferred: str | None, sender) -> None:
     from tuneforge.api import train
-    from tuneforge.cli import quiet_libraries
+    from tuneforge.logging_setup import quiet_libraries
 
     quiet_libraries()  # a spawned process starts fresh: quiet its library logging as the CLI does
 
@@ -219,7 +219,7 @@ def _best(rows: list[dict], metric: str) -> str:
 
 
 def _plot(rows: list[dict], title: str, path: Path) -> Path:
-    from tuneforge.evaluation.plots import _save, plt
+    from tuneforge.evaluation.plots import plt, save_figure
 
     methods = [r["method"] for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(min(max(12.0, 3 + 2.1 * len(rows)), 24.0), 4.5))
@@ -228,7 +228,7 @@ def _plot(rows: list[dict], title: str, path: Path) -> Path:
           log=True)
     _bars(axes[2], methods, [None if r.get("error") else r["wall_seconds"] for r in rows], "wall time (s)",
           "{:.1f}")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _bars(ax, methods: list[str], values: list, title: str, fmt: str, log: bool = False) -> None:
@@ -274,6 +274,6 @@ def _is_number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _say(enabled: bool, line: str) -> None:
+def say(enabled: bool, line: str) -> None:
     if enabled:
         print(line, file=sys.stderr, flush=True)

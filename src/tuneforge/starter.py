@@ -143,8 +143,9 @@ output:
 # --------------------------------------------------------------------------- images
 
 
-def image_starter_config(data: Path) -> str:
-    """YAML text for image classification on a class-per-folder directory, a table of image paths or IDX."""
+def image_starter_config(task: str, data: Path) -> str:
+    """YAML text for ``task`` (image classification) on a class-per-folder directory, a table of image paths or
+    IDX; ``task`` is taken for the same signature as ``starter_config``."""
     from tuneforge.config import DataConfig
     from tuneforge.data.images import IMAGE_SUFFIXES, idx_labels_path, open_image, read_idx, resolve_image_files
 

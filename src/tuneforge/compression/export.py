@@ -26,7 +26,7 @@ from torch import nn
 
 from tuneforge.compression.runtime import INT8_FILE, ONNX_FILE, int8_tensors, quantize_int8
 from tuneforge.errors import ConfigError, RunError
-from tuneforge.runs import open_run
+from tuneforge.tasks import open_run
 from tuneforge.tasks.merging import require_mergeable
 
 FORMATS = ("merged", "int8", "onnx", "onnx-int8")
@@ -39,20 +39,20 @@ def export(run: str | Path, fmt: str, out: str | Path | None = None, force: bool
     The folder is written beside its destination and renamed into place, so a failure never leaves a
     half-written export, and an existing one is replaced only with ``force``.
     """
-    from tuneforge.api import load
-
     if fmt not in FORMATS:
         raise ConfigError(f"--format: unknown format '{fmt}'; choose from {', '.join(FORMATS)}")
-    source = open_run(run)
+    folder, task = open_run(run)
+    source = folder.model_dir
     out = Path(out) if out else default_output(source, "merged" if fmt == "merged" else f"export-{fmt}")
     check_replaceable(out, source, force)
-    model = load(run)
-    meta = getattr(model, "meta", {})
-    require_mergeable(meta, f"--format {fmt}")
-    if fmt != "merged" and (meta.get("task") != "text_classification" or meta.get("format", "pytorch") != "pytorch"):
+    require_mergeable(folder.meta, f"--format {fmt}")
+    if not task.exports:
+        raise ConfigError(f"{run}: a {task.name} run has no weights of its own to export")
+    if fmt not in task.exports or folder.format != "pytorch":
         raise ConfigError(f"--format {fmt}: int8 and ONNX exports are for fp32 text-classification runs; "
-                          f"{run} is a {meta.get('format', '')} {meta.get('task', 'masked_lm')} model "
+                          f"{run} is a {folder.meta.get('format', '')} {task.name} model "
                           "(export it with --format merged)")
+    model = task.load(run)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:

@@ -17,14 +17,14 @@ from pathlib import Path
 
 from tuneforge.config import DataConfig
 from tuneforge.data.formats import check_file, load_table
-from tuneforge.data.images import _check_files, read_images, resolve_image_files
+from tuneforge.data.images import check_image_files, read_images, resolve_image_files
 from tuneforge.data.readers import (
     PROBLEM_KINDS,
     Problem,
     ReadResult,
-    _convert_text,
-    _missing_columns_message,
+    convert_text,
     detect_format,
+    missing_columns_message,
 )
 from tuneforge.data.splits import Splits
 from tuneforge.data.validation import count_bad_rows, format_problems, summarize_skipped
@@ -58,7 +58,7 @@ def read_image_texts(path: Path, data: DataConfig, answers: bool, language: str 
                                                                           else [])
     missing = [(role, name) for role, name in roles if name not in table.columns]
     if missing:
-        raise DataError(_missing_columns_message(str(path), table.columns, missing))
+        raise DataError(missing_columns_message(str(path), table.columns, missing))
     if language != "en" and "captions" not in table.columns:
         raise DataError(f"{path}: frozen.caption_language {language!r} needs a 'captions' column of "
                         "{language: caption} (as the built-in tuxpaint has); set it to en")
@@ -79,7 +79,7 @@ def read_image_texts(path: Path, data: DataConfig, answers: bool, language: str 
                 continue
         converted = {}
         for role, column in roles if row.values is not None else []:
-            value, problem = _convert_text(values.get(column), column)
+            value, problem = convert_text(values.get(column), column)
             if problem is not None:
                 found.append(("empty_answer", problem[1]) if role == "label" and problem[0] == "empty_text"
                              else problem)
@@ -93,7 +93,7 @@ def read_image_texts(path: Path, data: DataConfig, answers: bool, language: str 
         result.examples.append(ImageText(str(image), converted["text"], converted.get("label"), source))
     if untranslated:
         print(f"{path}: {untranslated} rows have no {language!r} caption; left out", file=sys.stderr)
-    return _check_files(result, path)
+    return check_image_files(result, path)
 
 
 def load_image_text_splits(data: DataConfig, seed: int, answers: bool, language: str = "en") -> Splits:

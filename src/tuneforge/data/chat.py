@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from tuneforge.config import Config, SFTConfig
 from tuneforge.data.formats import check_file, load_table
-from tuneforge.data.readers import Problem, _convert_text, _missing_columns_message, detect_format
+from tuneforge.data.readers import Problem, convert_text, detect_format, missing_columns_message
 from tuneforge.data.splits import resolve_files
 from tuneforge.data.validation import count_bad_rows, format_problems, summarize_skipped
 from tuneforge.errors import DataError
@@ -104,7 +104,7 @@ def _row_reader(file: str, columns: list[str], sft: SFTConfig):
     missing = [(role, name) for role, name, found in (("prompt", sft.prompt_column, prompt),
                                                        ("response", sft.response_column, response)) if not found]
     if missing:
-        message = _missing_columns_message(file, columns, missing).replace("data.prompt_column", "sft.prompt_column")
+        message = missing_columns_message(file, columns, missing).replace("data.prompt_column", "sft.prompt_column")
         message = message.replace("data.response_column", "sft.response_column")
         raise DataError(f"{file}: no '{sft.messages_column}' column (sft.messages_column), and\n{message}")
     extra = sft.input_column if sft.input_column in columns else None
@@ -117,14 +117,14 @@ def _pick_column(columns: list[str], configured: str, alternative: str) -> str |
 
 def _from_columns(values: dict, prompt: str, extra: str | None, response: str,
                   system: list[dict]) -> tuple[list[dict] | None, tuple[str, str] | None]:
-    user, problem = _convert_text(values.get(prompt), prompt)
+    user, problem = convert_text(values.get(prompt), prompt)
     if problem:
         return None, problem
-    reply, problem = _convert_text(values.get(response), response)
+    reply, problem = convert_text(values.get(response), response)
     if problem:
         return None, problem
     if extra is not None and values.get(extra) not in (None, ""):
-        addition, problem = _convert_text(values.get(extra), extra)
+        addition, problem = convert_text(values.get(extra), extra)
         if problem:
             return None, problem
         user = f"{user}\n\n{addition}"
@@ -138,7 +138,7 @@ def _from_messages(value: Any, column: str, system: list[dict]) -> tuple[list[di
     for position, message in enumerate(value, start=1):
         if not isinstance(message, dict) or message.get("role") not in ROLES:
             return None, ("wrong_type", f"message {position} in {column!r} needs a role among {', '.join(ROLES)}")
-        content, problem = _convert_text(message.get("content"), f"{column}[{position}].content")
+        content, problem = convert_text(message.get("content"), f"{column}[{position}].content")
         if problem:
             return None, problem
         messages.append({"role": message["role"], "content": content})

@@ -135,7 +135,7 @@ def read_images(path: Path, data: DataConfig, class_names: tuple[str, ...] | Non
         return _read_idx(path, class_names)  # arrays: nothing left to check per image
     else:
         result = _read_table(path, data)
-    return _check_files(result, path)
+    return check_image_files(result, path)
 
 
 def _read_folder(root: Path) -> ReadResult:
@@ -177,7 +177,7 @@ def _read_table(path: Path, data: DataConfig) -> ReadResult:
     return result
 
 
-def _check_files(result: ReadResult, origin: Path) -> ReadResult:
+def check_image_files(result: ReadResult, origin: Path) -> ReadResult:
     """Decode every image file once (threads: PIL decodes without the GIL); bad ones become problems."""
     with ThreadPoolExecutor(max_workers=4) as pool:
         verdicts = list(pool.map(lambda e: check_image_file(e.image), result.examples))

@@ -240,13 +240,13 @@ def _check_columns(file: str, columns: list[str], text_column: str, label_column
     roles = (("text", text_column), ("label", label_column)) if label_column is not None else (("text", text_column),)
     missing = [(role, name) for role, name in roles if name not in columns]
     if missing:
-        raise DataError(_missing_columns_message(file, columns, missing))
+        raise DataError(missing_columns_message(file, columns, missing))
     for _, name in roles:
         if columns.count(name) > 1:
             raise DataError(f"{file}: column {name!r} appears {columns.count(name)} times; make the names unique")
 
 
-def _missing_columns_message(file: str, columns: list[str], missing: list[tuple[str, str]]) -> str:
+def missing_columns_message(file: str, columns: list[str], missing: list[tuple[str, str]]) -> str:
     lines = []
     for role, name in missing:
         line = f"{file}: {role} column {name!r} not found."
@@ -290,7 +290,7 @@ def _row_to_example(row: Row, spec: _Spec) -> tuple[Example | None, list[Problem
     text: str | None = None
     label: str | list[str] | None = None
     if row.values is not None:
-        text, text_problem = _convert_text(row.values.get(spec.text_column, _ABSENT), spec.text_column)
+        text, text_problem = convert_text(row.values.get(spec.text_column, _ABSENT), spec.text_column)
         label, label_problem = "", None
         if spec.label_column is not None:
             label, label_problem = _convert_label(row.values.get(spec.label_column, _ABSENT), spec)
@@ -303,7 +303,7 @@ def _row_to_example(row: Row, spec: _Spec) -> tuple[Example | None, list[Problem
     return Example(text, label, source), []
 
 
-def _convert_text(value: Any, column: str) -> tuple[str | None, tuple[str, str] | None]:
+def convert_text(value: Any, column: str) -> tuple[str | None, tuple[str, str] | None]:
     if type(value) is str and not value.isspace() and value and not _SURROGATES.search(value):
         return value, None  # fast path: nearly every row is a good string
     if isinstance(value, bytes):

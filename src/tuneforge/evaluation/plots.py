@@ -57,7 +57,7 @@ def plot_confusion_matrix(matrix: list[list[int]], label_names: list[str], path:
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title("Confusion matrix")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_training_curves(history: list[dict], path: str | Path, metric: str = "accuracy") -> Path:
@@ -86,7 +86,7 @@ def plot_training_curves(history: list[dict], path: str | Path, metric: str = "a
     _finish_panel(loss_ax, title="Loss", ylabel="loss", has_data=bool(train_loss[0] or eval_loss[0]))
     _plot_series(metric_ax, eval_metric, label=metric_key)
     _finish_panel(metric_ax, title=metric_key, ylabel=metric_key.removeprefix("eval_"), has_data=bool(eval_metric[0]))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_label_distribution(distribution: dict[str, dict[str, int]], path: str | Path) -> Path:
@@ -121,7 +121,7 @@ def plot_label_distribution(distribution: dict[str, dict[str, int]], path: str |
         ax.legend()
     else:
         ax.text(0.5, 0.5, "no labels", ha="center", va="center", transform=ax.transAxes)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_per_class_accuracy(accuracy: dict[str, float], path: str | Path) -> Path:
@@ -140,7 +140,7 @@ def plot_per_class_accuracy(accuracy: dict[str, float], path: str | Path) -> Pat
     ax.set_xlabel("accuracy within the class")
     ax.set_title("Per-class accuracy")
     ax.grid(True, axis="x", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_image_grid(images: list, titles: list[str], path: str | Path, columns: int = 4,
@@ -157,7 +157,7 @@ def plot_image_grid(images: list, titles: list[str], path: str | Path, columns: 
     if not images:
         axes[0, 0].text(0.5, 0.5, "no mistakes", ha="center", va="center", transform=axes[0, 0].transAxes)
     fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _set_category_ticks(ax, names: list[str], font_size: float, rotate: bool) -> None:
@@ -223,7 +223,7 @@ def _finish_panel(ax, title: str, ylabel: str, has_data: bool) -> None:
         ax.text(0.5, 0.5, "no data recorded", ha="center", va="center", transform=ax.transAxes, color="gray")
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def save_figure(fig: Figure, path: str | Path) -> Path:
     """Write the figure as PNG, creating parent folders, and always free it."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,50 +1,249 @@
-"""Task recipes, one module each, looked up by ``config.task``."""
+"""The task registry: everything task-specific, in one place per task.
 
+A ``Task`` says what the rest of tuneforge needs to know about a task: its recipe (``tuneforge train``), its
+loader (``tuneforge.load``), what ``predict`` reads, how ``eval`` scores new data, the ``init`` starter, the
+server routes it answers, which exports and compressions apply, and the next-step lines after training.
+Code is named by ``"module:attribute"`` strings and imported on first use, so ``tuneforge list`` and the CLI
+start without torch. No module outside this registry compares against a task name
+(``tests/test_architecture.py`` checks it).
+
+Adding a task: a package or module with its recipe and loader, and one ``TASKS.register`` call below.
+"""
+
+from __future__ import annotations
+
+import importlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+from tuneforge.errors import RunError, TuneforgeError
 from tuneforge.registry import Registry
+from tuneforge.runs.reader import RunFolder, read_run
 
-TASKS: Registry[str] = Registry("task")
-TASKS.register(
-    "text_classification",
-    "single- or multi-label text classification with a fresh head on a pretrained encoder",
-    "tuneforge.tasks.text_classification",
-)
-TASKS.register(
-    "causal_lm",
-    "continued pretraining of a causal LM (smollm2-135m) on domain text: packed blocks, perplexity before/after",
-    "tuneforge.tasks.causal_lm",
-)
-TASKS.register(
-    "masked_lm",
-    "domain-adaptive masked-LM pretraining of an encoder (minilm-l6); its model/ starts a later classifier",
-    "tuneforge.tasks.masked_lm",
-)
-TASKS.register(
-    "sft",
-    "instruction tuning of a causal LM on chat messages or instruction/response columns; loss on responses only",
-    "tuneforge.tasks.sft",
-)
-TASKS.register(
-    "prompt_classification",
-    "zero/few-shot classification by a causal LM's likelihood of each label word; no training",
-    "tuneforge.tasks.prompt_classification",
-)
-TASKS.register(
-    "image_classification",
-    "image classification on efficientnet-lite0 (probe with cached features, top-k blocks, full, LoRA on convs)",
-    "tuneforge.tasks.image_classification",
-)
-TASKS.register(
-    "frozen",
-    "Frozen (Tsimpoukelli et al. 2021): a vision encoder learns prefixes for a frozen smollm2-135m; captions, "
-    "interleaved few-shot prompts, fast concept binding, VQA",
-    "tuneforge.tasks.frozen",
-)
+
+@dataclass(frozen=True)
+class ServeSpec:
+    """How the server answers a task's runs: a kind (which request handler) and the routes of that kind."""
+
+    kind: str  # "text-classifier", "image-classifier", "language-model", "frozen"
+    routes: tuple[str, ...]
+
+
+@dataclass
+class EvalRequest:
+    """``tuneforge eval`` options; a task's evaluator uses the ones it needs and refuses the rest."""
+
+    data: Path | None = None
+    out: Path | None = None
+    text_column: str | None = None
+    label_column: str | None = None
+    image_column: str | None = None
+    on_bad_rows: str = "error"
+    force: bool = False
+    blind: str | None = None
+    binding: str | None = None
+    vqa: str | None = None
+    episodes: int | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task: its code (lazily imported ``module:attribute`` references) and what it supports."""
+
+    name: str
+    description: str
+    recipe: str  # train(config, resume=None, resume_force=False, extensions=()) -> Run
+    loader: str  # load(run_dir) -> the trained model (predict/generate/caption...)
+    evaluator: str | None = None  # evaluate(run_dir, EvalRequest) -> the text to print
+    starter: str | None = None  # starter(task_name, data_path) -> commented YAML for `tuneforge init`
+    predicts: str | None = None  # what `predict` reads: "texts", "images", or None (not a classifier)
+    generates: bool = False  # `tuneforge generate` works on its runs
+    prompts_with_images: bool = False  # `tuneforge caption` / `ask` work on its runs
+    serve: ServeSpec | None = None
+    not_served: str = "it is not a model to serve"  # why, when ``serve`` is None
+    exports: tuple[str, ...] = ()  # `tuneforge export --format` values that apply
+    compressible: bool = False  # prune / compress / int8 / ONNX
+    distillable: bool = False  # a run can teach a student (`tuneforge distill`)
+    weights: tuple[str, ...] = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
+    usage: Callable[[Path], list[str]] = field(default=lambda run: [])  # next steps: "command   # comment"
+
+    def train(self, config, resume=None, resume_force: bool = False, extensions=()) -> Any:
+        more = {"extensions": list(extensions)} if extensions else {}
+        return _resolve(self.recipe)(config, resume=resume, resume_force=resume_force, **more)
+
+    def load(self, run_dir: str | Path) -> Any:
+        return _resolve(self.loader)(run_dir)
+
+    def evaluate(self, run_dir: str | Path, request: EvalRequest) -> str:
+        if self.evaluator is None:
+            raise TuneforgeError(f"{run_dir}: evaluating a {self.name} run is not supported; its report has the "
+                                 "held-out figures")
+        return _resolve(self.evaluator)(run_dir, request)
+
+    def starter_config(self, data: Path) -> str:
+        if self.starter is None:
+            raise TuneforgeError(f"tuneforge init has no starter for task {self.name}; copy a config from configs/")
+        return _resolve(self.starter)(self.name, data)
+
+
+def _resolve(reference: str) -> Callable:
+    module, _, attribute = reference.partition(":")
+    target: Any = importlib.import_module(module)
+    for part in attribute.split("."):
+        target = getattr(target, part)
+    return target
+
+
+TASKS: Registry[Task] = Registry("task")
+
+
+def register(task: Task) -> Task:
+    return TASKS.register(task.name, task.description, task)
+
+
+def task_named(name: str) -> Task:
+    return TASKS.get(name)
 
 
 def recipe_for(task: str) -> Callable:
-    """The ``train(config) -> Run`` function of a task (imported lazily: recipes pull in torch)."""
-    import importlib
+    """The ``train(config, ...) -> Run`` function of a task (imported lazily: recipes pull in torch)."""
+    return _resolve(TASKS.get(task).recipe)
 
-    return importlib.import_module(TASKS.get(task)).train
+
+def open_run(path: str | Path) -> tuple[RunFolder, Task]:
+    """A run's checked folder and its task: the one way every command opens a run.
+
+    Raises:
+        RunError: anything ``runs.read_run`` finds, an unknown task, or weights the task needs are missing.
+    """
+    run = read_run(path)
+    if run.task not in TASKS:
+        raise RunError(f"{path}: unknown task '{run.task}' in {run.model_dir / 'tuneforge.json'} (written by a newer "
+                       "tuneforge?)")
+    task = TASKS.get(run.task)
+    present = {p.name for p in run.model_dir.iterdir()}
+    if task.weights and run.format == "pytorch" and not present & set(task.weights):
+        raise RunError(f"{run.model_dir}: no model weights ({' or '.join(task.weights)}); the folder is incomplete, "
+                       "copy the whole run or train it again")
+    if run.format != "pytorch" and not present & {"model.onnx", "model-int8.safetensors"}:
+        raise RunError(f"{run.model_dir}: a {run.format} export without its model file; export the run again")
+    return run, task
+
+
+def load(path: str | Path) -> Any:
+    """The trained model of a run (``tuneforge.load``)."""
+    _, task = open_run(path)
+    return task.load(path)
+
+
+# --------------------------------------------------------------------------- the tasks
+
+_CLASSIFIER_EXPORTS = ("merged", "int8", "onnx", "onnx-int8")
+
+
+def _text_classifier_usage(run: Path) -> list[str]:
+    return [f"tuneforge predict {run} \"an utterly charming film\"",
+            f"tuneforge predict {run} --file texts.csv --out predictions.csv",
+            f"tuneforge eval {run} --data labelled.csv   # the report on new data"]
+
+
+def _image_classifier_usage(run: Path) -> list[str]:
+    return [f"tuneforge predict {run} photo.jpg other.png",
+            f"tuneforge predict {run} --dir FOLDER --out predictions.csv",
+            f"tuneforge eval {run} --data LABELLED_FOLDER   # the report on new data"]
+
+
+def _lm_usage(chat: bool) -> Callable[[Path], list[str]]:
+    return lambda run: [f"tuneforge generate {run}{' --chat' if chat else ''} \"your prompt\"",
+                        f"tuneforge eval {run} --data held_out.txt   # perplexity on new text"]
+
+
+def _frozen_usage(run: Path) -> list[str]:
+    return [f"tuneforge caption {run} image.png",
+            f"tuneforge ask {run} --image a.png --text \"This is a dax.\" --image q.png "
+            "--text \"Q: What is this? A: This is a\"",
+            f"tuneforge eval {run}   # fast binding, VQA, perplexity (--blind BLIND_RUN)"]
+
+
+register(Task(
+    "text_classification",
+    "single- or multi-label text classification with a fresh head on a pretrained encoder",
+    recipe="tuneforge.tasks.text_classification:train",
+    loader="tuneforge.tasks.text_classifier:TextClassifier.from_run",
+    evaluator="tuneforge.tasks.text_io:evaluate_run",
+    starter="tuneforge.starter:starter_config",
+    predicts="texts",
+    serve=ServeSpec("text-classifier", ("/v1/classify",)),
+    exports=_CLASSIFIER_EXPORTS, compressible=True, distillable=True,
+    weights=("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors"),
+    usage=_text_classifier_usage,
+))
+register(Task(
+    "causal_lm",
+    "continued pretraining of a causal LM (smollm2-135m) on domain text: packed blocks, perplexity before/after",
+    recipe="tuneforge.tasks.causal_lm:train",
+    loader="tuneforge.tasks.generator:LanguageModel.from_run",
+    evaluator="tuneforge.tasks.generator:evaluate_run",
+    generates=True,
+    serve=ServeSpec("language-model", ("/v1/completions", "/v1/chat/completions")),
+    exports=("merged",), distillable=True,
+    usage=_lm_usage(chat=False),
+))
+register(Task(
+    "masked_lm",
+    "domain-adaptive masked-LM pretraining of an encoder (minilm-l6); its model/ starts a later classifier",
+    recipe="tuneforge.tasks.masked_lm:train",
+    loader="tuneforge.tasks.language_model:load_masked_lm",
+    not_served="a masked-LM run is a starting point for a classifier, not a model to serve",
+    exports=("merged",),
+    usage=lambda run: [f"tuneforge train CONFIG model.name={run}/model   # start a classifier from it"],
+))
+register(Task(
+    "sft",
+    "instruction tuning of a causal LM on chat messages or instruction/response columns; loss on responses only",
+    recipe="tuneforge.tasks.sft:train",
+    loader="tuneforge.tasks.generator:LanguageModel.from_run",
+    evaluator="tuneforge.tasks.generator:evaluate_run",
+    generates=True,
+    serve=ServeSpec("language-model", ("/v1/completions", "/v1/chat/completions")),
+    exports=("merged",), distillable=True,
+    usage=_lm_usage(chat=True),
+))
+register(Task(
+    "prompt_classification",
+    "zero/few-shot classification by a causal LM's likelihood of each label word; no training",
+    recipe="tuneforge.tasks.prompt_classification:train",
+    loader="tuneforge.tasks.prompt_classification:PromptClassifier.from_run",
+    evaluator="tuneforge.tasks.text_io:evaluate_run",
+    starter="tuneforge.starter:starter_config",
+    predicts="texts",
+    serve=ServeSpec("text-classifier", ("/v1/classify",)),
+    weights=(),  # the template, label words and drawn examples; the base model is read at load
+    usage=_text_classifier_usage,
+))
+register(Task(
+    "image_classification",
+    "image classification on efficientnet-lite0 (probe with cached features, top-k blocks, full, LoRA on convs)",
+    recipe="tuneforge.tasks.image_classification:train",
+    loader="tuneforge.tasks.image_classifier:ImageClassifierModel.from_run",
+    evaluator="tuneforge.tasks.image_io:evaluate_run",
+    starter="tuneforge.starter:image_starter_config",
+    predicts="images",
+    serve=ServeSpec("image-classifier", ("/v1/classify",)),
+    exports=("merged",), distillable=True,
+    usage=_image_classifier_usage,
+))
+register(Task(
+    "frozen",
+    "Frozen (Tsimpoukelli et al. 2021): a vision encoder learns prefixes for a frozen smollm2-135m; captions, "
+    "interleaved few-shot prompts, fast concept binding, VQA",
+    recipe="tuneforge.tasks.frozen:train",
+    loader="tuneforge.tasks.frozen_model:FrozenModel.from_run",
+    evaluator="tuneforge.tasks.frozen_eval:evaluate_request",
+    prompts_with_images=True,
+    serve=ServeSpec("frozen", ("/v1/caption", "/v1/ask")),
+    weights=("vision.safetensors",),
+    usage=_frozen_usage,
+))

@@ -11,7 +11,7 @@ import csv
 import json
 from pathlib import Path
 
-from tuneforge.compare import _base_config, _run_isolated, _say, empty_output_dir
+from tuneforge.compare import base_config, empty_output_dir, run_isolated, say
 from tuneforge.config import Config, apply_overrides, config_from_dict
 from tuneforge.errors import ConfigError, TuneforgeError
 
@@ -30,7 +30,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 def ablate(config: Config | dict | str | Path, variants: list[str], overrides: list[str] | None = None,
            out: Path | None = None, episodes: int | None = None, progress: bool = True) -> Path:
     """Train and evaluate every variant; writes ablations.md/.csv/.json into ``out`` and returns it."""
-    base = _base_config(config, overrides)
+    base = base_config(config, overrides)
     if base.task != "frozen":
         raise ConfigError(f"ablate runs Frozen ablations; the config's task is '{base.task}', not frozen")
     unknown = [v for v in variants if v not in VARIANTS]
@@ -45,8 +45,8 @@ def ablate(config: Config | dict | str | Path, variants: list[str], overrides: l
     out = empty_output_dir(out, base, "ablate")
     rows = []
     for i, (name, raw) in enumerate(configs.items(), 1):
-        _say(progress, f"[{i}/{len(configs)}] {name}: training...")
-        trained = _run_isolated(raw, name, "perplexity")
+        say(progress, f"[{i}/{len(configs)}] {name}: training...")
+        trained = run_isolated(raw, name, "perplexity")
         row = {"variant": name, "what": VARIANTS[name][0], **trained}
         if not trained.get("error"):
             try:

@@ -365,3 +365,15 @@ def plot_binding(rows: list[dict], path: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def evaluate_request(run_dir: str | Path, request) -> str:
+    """``tuneforge eval`` for Frozen runs: its own held-out pairs, or --binding / --vqa data."""
+    from tuneforge.errors import TuneforgeError
+
+    if request.data is not None:
+        raise TuneforgeError("a Frozen run is evaluated on its own held-out pairs; give --binding FOLDER or "
+                             "--vqa DATA for other data, not --data")
+    _, out = evaluate_run(run_dir, request.blind, request.binding, request.vqa, request.episodes, request.out,
+                          request.force)
+    return f"{(out / 'eval.md').read_text(encoding='utf-8')}\nreport: {out / 'eval.md'}"

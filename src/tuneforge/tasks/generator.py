@@ -232,3 +232,16 @@ class _StopAwareStream(BaseStreamer):
         if len(self.text) > self.shown:
             self.on_text(self.text[self.shown :])
             self.shown = len(self.text)
+
+
+def evaluate_run(run_dir: str | Path, request) -> str:
+    """``tuneforge eval`` for causal-LM and SFT runs: perplexity on new text."""
+    from tuneforge.errors import TuneforgeError
+    from tuneforge.tasks.language_model import text_perplexity
+
+    if request.data is None:
+        raise TuneforgeError("--data is required: the text to measure perplexity on")
+    model = LanguageModel.from_run(run_dir)
+    result = text_perplexity(model, Path(request.data), request.text_column or "text", request.on_bad_rows)
+    return (f"perplexity {result['perplexity']:.2f} (loss {result['loss']:.4f} nats/token) over "
+            f"{int(result['tokens']):,} tokens of {request.data}")

@@ -8,7 +8,7 @@ from tuneforge.config import DataConfig
 from tuneforge.data.images import IMAGE_SUFFIXES, check_image_file, read_images, split_folders
 from tuneforge.data.readers import read_columns
 from tuneforge.data.text import encode_targets
-from tuneforge.errors import DataError
+from tuneforge.errors import DataError, TuneforgeError
 from tuneforge.tasks.image_classification import image_report
 from tuneforge.tasks.image_classifier import ImageClassifierModel
 from tuneforge.tasks.text_classification import score
@@ -85,3 +85,15 @@ def evaluate_images(model: ImageClassifierModel, path: Path, out: Path | None, i
     write_evaluation(out_dir, model.source, path, metrics, meta["labels"], len(examples), problems, images,
                      sections, unit="images")
     return metrics, out_dir
+
+
+def evaluate_run(run_dir: str | Path, request) -> str:
+    """``tuneforge eval`` for image classifiers: the metrics table and the report's path."""
+    from tuneforge.evaluation.metrics import format_metrics_table
+    from tuneforge.tasks import load
+
+    if request.data is None:
+        raise TuneforgeError("--data is required: the labelled images (folder or table) to evaluate on")
+    metrics, out_dir = evaluate_images(load(run_dir), Path(request.data), request.out, request.image_column,
+                                       request.label_column, request.on_bad_rows, request.force)
+    return f"{format_metrics_table(metrics)}\n\nreport: {out_dir / 'report.md'}"

@@ -120,3 +120,15 @@ def eval_dir(source: Path, data: Path, out: Path | None = None, force: bool = Fa
         return out
     run_dir = source.parent if source.name == "model" else source
     return run_dir / f"eval-{data.stem or data.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def evaluate_run(run_dir: str | Path, request) -> str:
+    """``tuneforge eval`` for text classifiers (trained or prompted): the metrics table and the report's path."""
+    from tuneforge.evaluation.metrics import format_metrics_table
+    from tuneforge.tasks import load
+
+    if request.data is None:
+        raise TuneforgeError("--data is required: the labelled data to evaluate on")
+    metrics, out_dir = evaluate_file(load(run_dir), Path(request.data), request.out, request.text_column,
+                                     request.label_column, request.on_bad_rows, request.force)
+    return f"{format_metrics_table(metrics)}\n\nreport: {out_dir / 'report.md'}"
