@@ -15,7 +15,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from tuneforge.cli import quiet_libraries
+from tuneforge.logging_setup import quiet_libraries
 
 
 def main() -> None:

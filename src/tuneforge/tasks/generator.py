@@ -240,7 +240,7 @@ def evaluate_run(run_dir: str | Path, request) -> str:
     from tuneforge.tasks.language_model import text_perplexity
 
     if request.data is None:
-        raise TuneforgeError("--data is required: the text to measure perplexity on")
+        raise TuneforgeError("--data is required: the labelled data (or text) to evaluate on")
     model = LanguageModel.from_run(run_dir)
     result = text_perplexity(model, Path(request.data), request.text_column or "text", request.on_bad_rows)
     return (f"perplexity {result['perplexity']:.2f} (loss {result['loss']:.4f} nats/token) over "

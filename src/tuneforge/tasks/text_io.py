@@ -128,7 +128,7 @@ def evaluate_run(run_dir: str | Path, request) -> str:
     from tuneforge.tasks import load
 
     if request.data is None:
-        raise TuneforgeError("--data is required: the labelled data to evaluate on")
+        raise TuneforgeError("--data is required: the labelled data (or text) to evaluate on")
     metrics, out_dir = evaluate_file(load(run_dir), Path(request.data), request.out, request.text_column,
                                      request.label_column, request.on_bad_rows, request.force)
     return f"{format_metrics_table(metrics)}\n\nreport: {out_dir / 'report.md'}"

@@ -1,0 +1,129 @@
+"""``tuneforge generate``: continue a prompt, chat, or run a file of prompts with a causal-LM run or model."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tuneforge.errors import TuneforgeError
+
+
+def add_parser(subparsers) -> None:
+    """``generate`` and its arguments."""
+    p = subparsers.add_parser("generate", help="generate text with a causal-LM run or model (streamed)",
+                              description="Continue a prompt, answer it as a chat (--chat), or run a file of "
+                                          "prompts.")
+    p.add_argument("model", help="causal_lm/sft run directory, registered model (smollm2-135m) or HF folder")
+    p.add_argument("prompt", nargs="?", help="text to continue (with --chat: the user message)")
+    p.add_argument("--chat", action="store_true",
+                   help="format with the model's chat template; without a prompt, an interactive conversation")
+    p.add_argument("--max-new-tokens", type=int, default=128, help="tokens to generate at most (default 128)")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (with --temperature)")
+    p.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens (0 = all)")
+    p.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages repeats")
+    p.add_argument("--stop", action="append", metavar="TEXT", help="stop before this text (repeatable)")
+    p.add_argument("--seed", type=int, help="seed for sampling")
+    p.add_argument("--file", help="prompts: a .txt file (one per line) or CSV/JSONL with a 'prompt' column")
+    p.add_argument("--out", help="JSONL output for --file (default: next to it)")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.set_defaults(handler=generate)
+
+
+def generate(args: argparse.Namespace) -> int:
+    """``tuneforge generate MODEL [PROMPT]``: streamed to the terminal, or one JSONL line per prompt of --file."""
+    from tuneforge.tasks.generator import GenerationSettings
+    from tuneforge.tasks.text_io import check_output
+
+    model = _language_model(args.model)
+    settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, args.top_k,
+                                  args.repetition_penalty, args.stop or [], args.seed)
+    settings.check()
+    if args.file:
+        source = Path(args.file)
+        out = Path(args.out) if args.out else source.with_suffix(".generations.jsonl")
+        check_output(out, source, args.force, suffix=".jsonl")
+        return _generate_file(model, settings, source, out, args.chat)
+    if args.prompt is None and not args.chat:
+        raise TuneforgeError("give a prompt, --file PROMPTS, or --chat for a conversation")
+    if args.prompt is None:
+        return _chat_loop(model, settings)
+    prompt = [{"role": "user", "content": args.prompt}] if args.chat else args.prompt
+    if not args.chat:
+        print(args.prompt, end="", flush=True)
+    result = model.generate(prompt, settings, on_text=_print_piece)
+    print()
+    print(f"[{result.new_tokens} tokens, finish: {result.finish_reason}]", file=sys.stderr)
+    return 0
+
+
+def _language_model(name: str):
+    from tuneforge.errors import RunError
+    from tuneforge.tasks.generator import LanguageModel
+
+    try:
+        return LanguageModel.from_run(name)
+    except RunError:
+        if Path(name, "model", "tuneforge.json").is_file() or Path(name, "tuneforge.json").is_file():
+            raise  # a tuneforge run of another task: say so
+        return LanguageModel.from_pretrained(name)
+
+
+def _print_piece(text: str) -> None:
+    print(text, end="", flush=True)
+
+
+def _chat_loop(model, settings) -> int:
+    print("chat with the model; an empty line or Ctrl-D ends it", file=sys.stderr)
+    messages: list[dict[str, str]] = []
+    while True:
+        try:
+            line = input("> ")
+        except EOFError:
+            break
+        if not line.strip():
+            break
+        messages.append({"role": "user", "content": line})
+        reply = model.generate(messages, settings, on_text=_print_piece)
+        print()
+        messages.append({"role": "assistant", "content": reply.text})
+    return 0
+
+
+def _generate_file(model, settings, source: Path, out: Path, chat: bool) -> int:
+    """One generation per prompt: lines of a .txt file, or the `prompt` field of JSONL rows."""
+    import json
+
+    from tqdm.auto import tqdm
+
+    prompts = _read_prompts(source)
+    partial = out.with_name(out.name + ".partial")  # an existing --out survives a crash part-way
+    with partial.open("w", encoding="utf-8") as handle:
+        for prompt in tqdm(prompts, desc="generating", unit="prompt"):
+            result = model.generate([{"role": "user", "content": prompt}] if chat else prompt, settings)
+            record = {"prompt": prompt, "completion": result.text, "finish_reason": result.finish_reason,
+                      "prompt_tokens": result.prompt_tokens, "completion_tokens": result.new_tokens}
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    partial.replace(out)
+    print(f"wrote {len(prompts):,} generations to {out}")
+    return 0
+
+
+def _read_prompts(source: Path) -> list[str]:
+    from tuneforge.data.readers import read_examples
+
+    if source.suffix.lower() == ".txt":
+        try:
+            lines = source.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            raise TuneforgeError(f"{source}: cannot read the prompts ({error})") from None
+        prompts = [line for line in lines if line.strip()]
+    else:
+        result = read_examples(source, "prompt", None)
+        if result.problems:
+            raise TuneforgeError(f"{result.problems[0]} ({len(result.problems)} bad rows in all)")
+        prompts = [example.text for example in result.examples]
+    if not prompts:
+        raise TuneforgeError(f"{source}: no prompts in the file")
+    return prompts
