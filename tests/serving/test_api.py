@@ -437,13 +437,22 @@ def test_a_model_that_fails_to_load_keeps_readiness_at_503(served_models, key_st
 
     from fastapi.testclient import TestClient
 
+    from tuneforge.errors import RunError
     from tuneforge.serving.app import create_app
     from tuneforge.serving.models import inspect
 
+    incomplete = tmp_path / "incomplete"
+    shutil.copytree(serving_runs["sentiment"] / "model", incomplete / "model")
+    for weights in (incomplete / "model").glob("*.safetensors"):
+        weights.unlink()
+    with pytest.raises(RunError, match="without adapter_model.safetensors"):  # refused before the server starts
+        inspect("incomplete", incomplete)
+    # a run whose files are all in order but whose model cannot be built (a base model this tuneforge lacks)
     broken = tmp_path / "broken"
     shutil.copytree(serving_runs["sentiment"] / "model", broken / "model")
-    for weights in (broken / "model").glob("*.safetensors"):
-        weights.unlink()
+    meta = json.loads((broken / "model" / "tuneforge.json").read_text(encoding="utf-8"))
+    (broken / "model" / "tuneforge.json").write_text(json.dumps(meta | {"base_model": "no-such-model"}),
+                                                     encoding="utf-8")
     models = dict(served_models) | {"broken": inspect("broken", broken)}
     with caplog.at_level(logging.ERROR, logger="tuneforge.serve"), \
             TestClient(create_app(models, None, key_store[0])) as client:

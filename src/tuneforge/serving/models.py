@@ -1,37 +1,28 @@
-"""Runs loaded for serving: which endpoints each kind of run answers, and loading them safely."""
+"""Runs loaded for serving: checking that a run can be served, and loading it safely.
+
+What a run answers (its kind and routes) is its task's ``ServeSpec`` in the task registry; nothing here
+knows a task by name.
+"""
 
 from __future__ import annotations
 
 import copy
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tuneforge.errors import RunError
-from tuneforge.runs import open_run
+from tuneforge.runs.reader import META_FILE, find_model_dir
+from tuneforge.tasks import ServeSpec, open_run, task_named
 
-# task in tuneforge.json -> what the server does with it
-KINDS = {
-    "text_classification": "text-classifier",
-    "prompt_classification": "text-classifier",
-    "image_classification": "image-classifier",
-    "causal_lm": "language-model",
-    "sft": "language-model",
-    "frozen": "frozen",
-}
-ENDPOINTS = {
-    "text-classifier": ["/v1/classify"],
-    "image-classifier": ["/v1/classify"],
-    "language-model": ["/v1/completions", "/v1/chat/completions"],
-    "frozen": ["/v1/caption", "/v1/ask"],
-}
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".ckpt"}
 
 
 @dataclass
 class ServedModel:
+    """One run as the server holds it: checked by ``inspect``, loaded in the background by ``load``."""
+
     name: str
     run_dir: Path
     task: str
@@ -41,19 +32,24 @@ class ServedModel:
     state: str = "loading"  # loading -> ready | failed
     error: str | None = None
     load_seconds: float | None = None
+    counting_tokenizer: Any = None  # a private copy: see load()
+
+    @property
+    def spec(self) -> ServeSpec:
+        """How the server answers this run: its task's ``ServeSpec``."""
+        return task_named(self.task).serve
 
     @property
     def kind(self) -> str:
-        return KINDS[self.task]
+        return self.spec.kind
 
     @property
     def endpoints(self) -> list[str]:
-        return ENDPOINTS[self.kind]
-
-    counting_tokenizer: Any = None  # a private copy: see load()
+        return list(self.spec.routes)
 
     def load(self) -> None:
-        from tuneforge.api import load
+        """Load the run's model (``tuneforge.tasks.load``) with its adapters folded in; ``state`` says how it went."""
+        from tuneforge.tasks import load
 
         start = time.perf_counter()
         try:
@@ -105,17 +101,34 @@ def model_specs(runs: list[str], named: list[str]) -> dict[str, Path]:
 
 
 def inspect(name: str, run: Path) -> ServedModel:
-    """Check a run before the server starts: it exists, is a servable task and holds no pickle weights."""
-    folder = open_run(run)
-    meta = json.loads((folder / "tuneforge.json").read_text(encoding="utf-8"))
-    task = meta.get("task")
-    if task not in KINDS:
-        hint = " (a masked-LM run is a starting point for a classifier, not a model to serve)" if task == "masked_lm" \
-            else ""
-        raise RunError(f"{run}: a {task} run cannot be served{hint}")
-    pickles = sorted(p.name for p in folder.rglob("*") if p.suffix in PICKLE_SUFFIXES)
+    """Check a run before the server starts: it opens (``tuneforge.tasks.open_run``), its task is served, and it
+    holds no pickle weights.
+
+    Raises:
+        RunError: what ``open_run`` finds, a task that is not served (and why), or pickle weights.
+    """
+    try:
+        folder, task = open_run(run)
+    except RunError:
+        # a folder of pickle weights alone fails for want of weights; the pickles are what the user must fix
+        _refuse_pickles(run, _model_dir_or_none(Path(run)))
+        raise
+    if task.serve is None:
+        raise RunError(f"{run}: a {task.name} run cannot be served ({task.not_served})")
+    _refuse_pickles(run, folder.model_dir)
+    return ServedModel(name, Path(run), task.name, labels=folder.meta.get("labels"),
+                       created=int(folder.model_dir.joinpath(META_FILE).stat().st_mtime))
+
+
+def _model_dir_or_none(run: Path) -> Path | None:
+    try:
+        return find_model_dir(run)
+    except RunError:
+        return None
+
+
+def _refuse_pickles(run: Path, model_dir: Path | None) -> None:
+    pickles = sorted(p.name for p in model_dir.rglob("*") if p.suffix in PICKLE_SUFFIXES) if model_dir else []
     if pickles:
         raise RunError(f"{run}: holds pickle weights ({', '.join(pickles)}), which can run code when loaded; tuneforge "
                        "serves safetensors only. Re-save the model with safetensors.")
-    return ServedModel(name, Path(run), task, labels=meta.get("labels"),
-                       created=int(folder.joinpath("tuneforge.json").stat().st_mtime))
