@@ -102,13 +102,48 @@ def test_adalora_regulariser_is_part_of_the_loss(tiny_bert):
     from transformers import AutoModelForSequenceClassification
 
     from tuneforge.config import AdaLoraConfig
-    from tuneforge.methods import Target, apply_method, step_hooks
+    from tuneforge.methods import Target, apply_method, method_extensions
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
     model = apply_method(model, AdaLoraConfig(init_r=4, target_r=2), Target(heads=("classifier",), total_steps=20))
-    hooks = step_hooks(model)
-    penalty = hooks.regularizer()
+    (allocation,) = method_extensions(model)
+    task_loss = torch.tensor(1.0)
+    penalty = allocation.loss_terms(None, {}, task_loss) - task_loss
     assert penalty.item() > 0 and penalty.requires_grad  # random A/B factors are far from orthogonal
-    assert hooks.after_step is not None
+    assert "after_optimizer_step" in type(allocation).__dict__  # the rank allocator runs after each step
     with torch.no_grad():
-        assert step_hooks(torch.nn.Linear(2, 2)).regularizer is None
+        assert method_extensions(torch.nn.Linear(2, 2)) == []
+
+
+def test_adalora_resumes_exactly_with_its_rank_allocator(tiny_bert, rt_csv, tmp_path):
+    """Stopped after step 6 of 12 (ranks being reallocated), resumed: the same adapter and rank pattern as the
+    uninterrupted run. Without the allocator's importance averages in the checkpoint, they would differ."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    config = tiny_config(tiny_bert, rt_csv, tmp_path, train={"max_steps": 12, "lr": 1e-2,
+                                                             "checkpoint": {"every": 1, "keep_last": 20}})
+    config["method"] = METHODS["adalora"]
+    config["deterministic"] = True
+    reference = tuneforge.train(config)
+    crashed = tmp_path / "crashed"  # the same run as if killed right after the step-6 checkpoint
+    shutil.copytree(reference.dir, crashed, ignore=shutil.ignore_patterns("model", "step-0000000[7-9]",
+                                                                          "step-0000001*"))
+    assert (crashed / "checkpoints" / "step-00000006" / "extensions.pt").is_file()
+    resumed = tuneforge.train(config, resume=crashed / "checkpoints" / "step-00000006")
+    assert resumed.dir == crashed
+    before = load_file(reference.model_dir / "adapter_model.safetensors")
+    after = load_file(resumed.model_dir / "adapter_model.safetensors")
+    for name, tensor in before.items():
+        assert torch.equal(tensor, after[name]), f"{name} differs after resume"
+    pattern = json.loads((reference.model_dir / "adapter_config.json").read_text())["rank_pattern"]
+    assert pattern == json.loads((resumed.model_dir / "adapter_config.json").read_text())["rank_pattern"]
+    assert_ranks_were_reallocated(resumed.model_dir, initial=6)
+    # the importance averages carry the history before the resume (step 9: the last step before they are reset)
+    states = [torch.load(d / "checkpoints" / "step-00000009" / "extensions.pt", weights_only=True)["adalora"]
+              for d in (reference.dir, crashed)]
+    for key in ("exp_avg_ipt", "exp_avg_unc"):
+        assert states[0][key].keys() == states[1][key].keys() and states[0][key]
+        for name, tensor in states[0][key].items():
+            assert torch.equal(tensor, states[1][key][name]), f"{key} {name} differs after resume"

@@ -17,7 +17,7 @@ def train(config: Config | dict | str | Path | None = None, overrides: list[str]
 
     ``resume``: "latest" (the newest run of this config), a run directory or a checkpoint folder to
     continue from exactly; ``resume_force`` continues even when the config changed what exactness needs.
-    ``extensions``: training techniques (``tuneforge.engine.extensions.Extension``) that join the run.
+    ``extensions``: training techniques (``tuneforge.extensions.Extension``) that join the run.
     Returns the finished ``tuneforge.runs.Run``.
     """
     if isinstance(config, Config):

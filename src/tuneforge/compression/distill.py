@@ -3,11 +3,12 @@
 The student is either a copy of the teacher keeping some of its layers (DistilBERT's initialisation) or any
 named model. The loss mixes a temperature-softened KL to the teacher (scaled by T^2, Hinton et al. 2015),
 cross-entropy to the true labels and, for students as wide as the teacher, MSE between matched hidden
-states and attention maps. It runs inside the ordinary text-classification recipe, so a distilled run
-has the same data checks, checkpoints, evaluation, report and model folder as any other run.
+states and attention maps. ``Distillation`` is a training extension (``tuneforge.extensions``) of the ordinary
+text-classification recipe, so a distilled run has the same data checks, checkpoints, evaluation, report and
+model folder as any other run, and the recipe knows nothing of distillation.
 
 Image classifiers (the student is ``model.name``) and causal LMs (token-level KL; the student is a layer-dropped
-copy of the teacher or ``model.name``) distil through ``OnlineDistillation`` in their own recipes.
+copy of the teacher or ``model.name``) distil through the ``OnlineDistillation`` extension of their own recipes.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,8 +32,9 @@ from tuneforge.compression.students import every_other_layer, keep_layers
 from tuneforge.config import Config, DistillConfig, load_config
 from tuneforge.data.text import PadCollator, SeededBatches, TokenizedTexts, tokenize
 from tuneforge.errors import ConfigError, DataError
-from tuneforge.runs import Run, open_run
-from tuneforge.tasks.merging import require_mergeable
+from tuneforge.extensions import Extension, FitState, TaskContext
+from tuneforge.runs import Run
+from tuneforge.tasks.merging import merge_adapters, require_mergeable
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
@@ -59,8 +63,14 @@ def matched_layers(student_layers: int, teacher_layers: int, kept: list[int] | N
 
 
 @dataclass
-class Distillation:
-    """What the text-classification recipe needs to train a student instead of a plain model."""
+class Distillation(Extension):
+    """Text classifiers: the recipe trains a student on a teacher's (cached) outputs instead of a plain model.
+
+    Its events: ``build_model`` (the student), ``train_data`` (unlabelled texts), ``fit_start`` (the KD loss
+    replaces the task's), ``report`` (the teacher's test scores and the report's "Distillation" section).
+    """
+
+    name = "distillation"
 
     teacher: object  # a loaded TextClassifier
     teacher_dir: Path
@@ -70,10 +80,28 @@ class Distillation:
     unlabelled_texts: list[str] = field(default_factory=list)
     teacher_metrics: dict = field(default_factory=dict)
 
+    # ------------------------------------------------------------------ the extension's events
+
+    def build_model(self, make: Callable[[], tuple], context: TaskContext) -> tuple:
+        return self.student(context.config, context.labels, make)
+
+    def train_data(self, dataset: TokenizedTexts, context: TaskContext) -> TokenizedTexts:
+        return self.with_unlabelled(dataset, context.tokenizer, context.config)
+
+    def fit_start(self, state: FitState) -> None:
+        context = state.context
+        state.loss_fn = self.loss([r.text for r in context.splits.train], state.unwrapped, context.tokenizer,
+                                  state.config)
+
+    def report(self, context: TaskContext, model: nn.Module, evaluation: dict) -> tuple[dict, dict[str, str]]:
+        self.evaluate_teacher([r.text for r in context.splits.test], context.datasets["test"].targets)
+        return self.summary(model, evaluation)
+
     # ------------------------------------------------------------------ the student
 
-    def student(self, config: Config, labels) -> tuple:
-        """Tokenizer and student model: a layer-dropped copy of the teacher, or ``model.name`` with a new head."""
+    def student(self, config: Config, labels, make: Callable[[], tuple]) -> tuple:
+        """Tokenizer and student model: a layer-dropped copy of the teacher, or ``make()``'s (``model.name`` with a
+        new head)."""
         self._check_labels(labels)
         if config.train.class_weights:
             raise ConfigError("train.class_weights: not used when distilling (the teacher's soft targets already "
@@ -81,9 +109,7 @@ class Distillation:
         if self.preset_student is not None:
             return self.teacher.tokenizer, self.preset_student.train()
         if not self.settings.from_teacher:
-            from tuneforge.tasks.text_classification import build_model
-
-            return build_model(config.model.name, labels)
+            return make()
         teacher_model = self.teacher.merged()
         self.kept = self.settings.keep_layers or every_other_layer(teacher_model.config.num_hidden_layers)
         student = keep_layers(teacher_model, self.kept)
@@ -236,14 +262,40 @@ class Distillation:
 
 
 @dataclass
-class OnlineDistillation:
+class OnlineDistillation(Extension):
     """Image classifiers and causal LMs: the teacher runs beside the student on every batch. Augmented images
     differ each epoch and an LM's vocabulary-wide logits are too large to cache, so nothing is precomputed."""
+
+    name = "distillation"
 
     teacher: nn.Module  # the teacher's plain model (adapters merged), in eval mode
     teacher_dir: Path
     settings: DistillConfig
     kept: list[int] | None = None
+    language_model: bool = False  # token-level KL and layer-dropped students; else a classifier's logits
+
+    # ------------------------------------------------------------------ the extension's events
+
+    def recipe_start(self, context: TaskContext) -> None:
+        config = context.config
+        _check_online_settings(config.distill, config.task, self.language_model)
+        if not self.language_model and getattr(config.method, "cache_features", False):
+            raise ConfigError("method.cache_features: the teacher needs the images themselves; set it false to distil")
+
+    def build_model(self, make: Callable[[], Any], context: TaskContext) -> Any:
+        if not (self.language_model and self.settings.from_teacher):
+            return make()
+        tokenizer, _, _ = make()  # the student reads with the teacher's tokenizer family; its weights are the teacher's
+        return tokenizer, self.layer_dropped_student(), ()
+
+    def fit_start(self, state: FitState) -> None:
+        state.loss_fn = (self.token_loss(state.unwrapped) if self.language_model
+                         else self.classifier_loss(state.context.logits_of))
+
+    def report(self, context: TaskContext, model: nn.Module, evaluation: dict) -> tuple[dict, dict[str, str]]:
+        return self.summary(model.config.num_hidden_layers if self.language_model else None)
+
+    # ------------------------------------------------------------------ the student and the losses
 
     def layer_dropped_student(self) -> nn.Module:
         """A copy of the teacher keeping ``distill.keep_layers`` (default every other layer), its weights included."""
@@ -378,49 +430,40 @@ def read_unlabelled(path: Path, text_column: str) -> list[str]:
 def distill(teacher_run: str | Path, config: str | Path | Config | None = None,
             overrides: list[str] | None = None) -> Run:
     """Train a student of ``teacher_run`` (a text or image classifier, or a causal LM); without ``config``, the
-    teacher's own config with a full fine-tune (text and LMs: of every other teacher layer)."""
-    from tuneforge.api import load
+    teacher's own config with a full fine-tune (text and LMs: of every other teacher layer).
 
-    teacher_dir = open_run(teacher_run)
-    teacher = load(teacher_run)
-    meta = getattr(teacher, "meta", {})
-    task = meta.get("task")
-    if task not in ("text_classification", "image_classification", "causal_lm", "sft") \
-            or meta.get("format", "pytorch") != "pytorch":
+    The student is trained by the teacher task's own recipe, with a distillation extension.
+    """
+    from tuneforge.tasks import open_run, recipe_for
+
+    folder, task = open_run(teacher_run)
+    teacher_dir, meta = folder.model_dir, folder.meta
+    if not task.distillable or folder.format != "pytorch":
         raise ConfigError(f"{teacher_run}: the teacher must be a trained text or image classifier or causal LM "
                           "(an fp32 run, not an export)")
+    teacher = task.load(teacher_run)
     if not isinstance(config, Config):
         config = default_student_config(teacher_dir, overrides) if config is None else load_config(config, overrides)
-    if config.task != task:
-        raise ConfigError(f"task: the teacher is a {task} run, so the student config needs task: {task}")
+    if config.task != task.name:
+        raise ConfigError(f"task: the teacher is a {task.name} run, so the student config needs task: {task.name}")
     require_mergeable(meta, "distill")
-    if task != "text_classification":
-        _check_online_settings(config.distill, task)
-    if config.distill.from_teacher and task != "image_classification":
+    images = task.predicts == "images"
+    if config.distill.from_teacher and not images:
         config.model.name = meta["base_model"]  # the student's architecture and tokenizer family
-    if task == "text_classification":
-        from tuneforge.tasks import text_classification
-
-        return text_classification.train(config, distillation=Distillation(teacher, teacher_dir, config.distill))
-    from tuneforge.tasks.merging import merge_adapters
-
-    online = OnlineDistillation(merge_adapters(teacher.model, meta).eval(), teacher_dir, config.distill)
-    if task == "image_classification":
-        from tuneforge.tasks import image_classification
-
-        return image_classification.train(config, distillation=online)
-    from tuneforge.tasks import causal_lm, sft
-    from tuneforge.tasks.language_model import run
-
-    return run((causal_lm if task == "causal_lm" else sft).TASK, config, distillation=online)
+    if task.predicts == "texts":  # a text classifier's logits are small: cached once, unlabelled texts welcome
+        extension: Extension = Distillation(teacher, teacher_dir, config.distill)
+    else:
+        extension = OnlineDistillation(merge_adapters(teacher.model, meta).eval(), teacher_dir, config.distill,
+                                       language_model=not images)
+    return recipe_for(task.name)(config, extensions=[extension])
 
 
-def _check_online_settings(settings: DistillConfig, task: str) -> None:
+def _check_online_settings(settings: DistillConfig, task: str, language_model: bool) -> None:
     """Settings that only text classifiers use are refused elsewhere rather than silently ignored."""
     unused = [name for name, value in (("hidden_weight", settings.hidden_weight),
                                        ("attention_weight", settings.attention_weight),
                                        ("unlabelled_file", settings.unlabelled_file)) if value]
-    if task == "image_classification" and settings.keep_layers:
+    if not language_model and settings.keep_layers:
         unused.append("keep_layers (image students are model.name)")
     if unused:
         raise ConfigError(f"distill.{', distill.'.join(unused)}: not available when distilling a {task} run; "

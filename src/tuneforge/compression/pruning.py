@@ -331,12 +331,12 @@ def _importance_sample(classifier, config: Config) -> list[dict]:
 def _recover(classifier, source: Path, pruned: nn.Module, config: Config, details: dict) -> Run:
     """Fine-tune the pruned model on the run's data, distilling from the unpruned model."""
     from tuneforge.compression.distill import Distillation
-    from tuneforge.tasks import text_classification
+    from tuneforge.tasks import recipe_for
 
     config.model.name = classifier.meta["base_model"]
     distillation = Distillation(classifier, source, config.distill, preset_student=pruned,
                                 kept=details.get("kept_layers"))
-    run = text_classification.train(config, distillation=distillation)
+    run = recipe_for(config.task)(config, extensions=[distillation])
     (run.dir / "pruning.json").write_text(json.dumps(details, indent=2), encoding="utf-8")
     return run
 

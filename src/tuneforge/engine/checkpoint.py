@@ -1,8 +1,9 @@
 """Checkpoints that survive crashes: atomic, verified, pruned.
 
 A checkpoint is a folder ``checkpoints/step-00000123/`` holding the trainable weights
-(safetensors), the optimizer and scheduler state, every RNG state, and ``state.json`` (step, epoch,
-position in the epoch, early-stopping state, history). It is written into a hidden scratch folder,
+(safetensors), the optimizer and scheduler state, every RNG state, ``state.json`` (step, epoch,
+position in the epoch, early-stopping state, history) and, when training extensions keep state,
+``extensions.pt``. It is written into a hidden scratch folder,
 each file flushed to disk, then ``manifest.json`` (sizes and sha256 of every file) is written last and
 the folder renamed into place. A folder with no manifest, or whose files disagree with it, is never
 used for resume: the loader says which one it skipped and why, and falls back to the previous one.
@@ -26,6 +27,7 @@ from tuneforge.assets.cache import sha256
 from tuneforge.errors import RunError
 
 MANIFEST = "manifest.json"
+EXTENSIONS_FILE = "extensions.pt"
 _PREFIX = "step-"
 
 
@@ -40,8 +42,10 @@ class Checkpoint:
 
 
 def save_checkpoint(root: Path, weights: dict[str, torch.Tensor], optimizer: dict, scheduler: dict,
-                    state: dict) -> Path:
+                    state: dict, extensions: dict | None = None) -> Path:
     """Write one checkpoint atomically; the folders already there are never touched.
+
+    ``extensions``: the training extensions' states by key (``tuneforge.extensions``), stored when not empty.
 
     Raises:
         RunError: naming the path when the disk is full or the folder unwritable.
@@ -56,6 +60,8 @@ def save_checkpoint(root: Path, weights: dict[str, torch.Tensor], optimizer: dic
         torch.save(optimizer, scratch / "optimizer.pt")
         torch.save({"scheduler": scheduler, "rng": _rng_state()}, scratch / "scheduler_rng.pt")
         (scratch / "state.json").write_text(json.dumps(state), encoding="utf-8")
+        if extensions:
+            torch.save(extensions, scratch / EXTENSIONS_FILE)
         _write_manifest(scratch)
         if target.exists():  # the same step written again (a resumed run re-reaching it): replace it
             shutil.rmtree(target)
@@ -75,6 +81,12 @@ def load_checkpoint(checkpoint: Path) -> tuple[dict[str, torch.Tensor], dict, di
     rest = torch.load(checkpoint / "scheduler_rng.pt", weights_only=True)
     _set_rng_state(rest["rng"])
     return weights, optimizer, rest["scheduler"]
+
+
+def load_extension_states(checkpoint: Path) -> dict[str, dict]:
+    """The training extensions' states saved with ``checkpoint``; empty when it has none (older checkpoints)."""
+    path = checkpoint / EXTENSIONS_FILE
+    return torch.load(path, weights_only=True) if path.is_file() else {}
 
 
 def find_checkpoints(root: Path) -> list[Checkpoint]:

@@ -3,6 +3,7 @@
 A task hands over a model, a training DataLoader, a ``loss_fn(model, batch)`` and an
 ``evaluate(model) -> metrics`` callable; the loop owns optimisation, gradient accumulation and
 clipping, periodic evaluation, early stopping, best-weights selection, logging and the progress bar.
+Training techniques join through extensions (``tuneforge.extensions``), which the loop knows only by their events.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,12 +25,19 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from tuneforge.config import Config
-from tuneforge.engine.checkpoint import Checkpoint, find_checkpoints, load_checkpoint, prune, save_checkpoint
+from tuneforge.engine.checkpoint import (
+    Checkpoint,
+    find_checkpoints,
+    load_checkpoint,
+    load_extension_states,
+    prune,
+    save_checkpoint,
+)
 from tuneforge.engine.optim import build_optimizer, build_scheduler
 from tuneforge.errors import RunError, TuneforgeError
-from tuneforge.methods import step_hooks
+from tuneforge.extensions import Extension, Extensions, FitState, LossFn, TaskContext
+from tuneforge.methods import method_extensions
 
-LossFn = Callable[[nn.Module, dict], torch.Tensor]
 EvaluateFn = Callable[[nn.Module], dict[str, float]]
 
 
@@ -79,23 +87,17 @@ def planned_steps(config: Config, train_loader: DataLoader) -> int:
     return total_steps(config, steps_per_epoch(len(train_loader), config.train.grad_accum))
 
 
-def fit(
-    model: nn.Module,
-    train_loader: DataLoader,
-    loss_fn: LossFn,
-    evaluate: EvaluateFn,
-    config: Config,
-    accelerator: Accelerator,
-    head_prefixes: tuple[str, ...] = (),
-    run_dir: Path | None = None,
-    resume: Checkpoint | None = None,
-    row_ids: Callable[[list[int]], list[str]] | None = None,
-    head_lr: float | None = None,
-) -> FitResult:
+def fit(model: nn.Module, train_loader: DataLoader, loss_fn: LossFn, evaluate: EvaluateFn, config: Config,
+        accelerator: Accelerator, head_prefixes: tuple[str, ...] = (), run_dir: Path | None = None,
+        resume: Checkpoint | None = None, row_ids: Callable[[list[int]], list[str]] | None = None,
+        head_lr: float | None = None, extensions: Sequence[Extension] = (),
+        context: TaskContext | None = None) -> FitResult:
     """Train ``model`` in place; on return it holds the best weights seen on validation.
 
     With ``run_dir``, checkpoints go to ``run_dir/checkpoints`` at each evaluation (and every
     ``train.checkpoint.every`` steps); ``resume`` continues from one exactly where it left off.
+    ``extensions`` (after the method's own, e.g. AdaLoRA's rank allocator) act on the training events with
+    ``context``, what the recipe knows about its task (``tuneforge.extensions``).
     """
     train = config.train
     per_epoch = steps_per_epoch(len(train_loader), train.grad_accum)
@@ -104,70 +106,39 @@ def fit(
     scheduler = build_scheduler(optimizer, train, steps)
     batches = train_loader.batch_sampler  # ours; under DDP Accelerate wraps it and won't forward set_epoch
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
-    hooks = step_hooks(accelerator.unwrap_model(model))
-    if resume is not None and hooks.after_step is not None:
-        raise RunError("an AdaLoRA run cannot be resumed: its rank allocator's state is not checkpointed; "
-                       "start it again (or use lora, which resumes exactly)")
-    run = _Run(model, optimizer, scheduler, accelerator, config, run_dir)
+    hooks = Extensions([*method_extensions(accelerator.unwrap_model(model)), *extensions])
+    state = FitState(model, optimizer, scheduler, train_loader, config, accelerator, loss_fn, steps, run_dir, context)
+    hooks.fit_start(state)
+    run = _Run(state, hooks, row_ids)
     if resume is not None:
         run.restore(resume, len(train_loader))
     eval_every = per_epoch if config.eval.every == "epoch" else config.eval.every
-    describe_rows = row_ids or (lambda indices: [str(i) for i in indices])
 
-    bar = tqdm(total=steps, initial=run.step, desc="training", unit="step", disable=not config.output.progress,
+    bar = tqdm(total=steps, initial=state.step, desc="training", unit="step", disable=not config.output.progress,
                dynamic_ncols=True)
     with _StopOnInterrupt() as interrupt:
-        while run.step < steps and not run.tracker.should_stop:
+        while state.step < steps and not run.tracker.should_stop:
             # Each epoch gets its own seeded order. Accelerate's loader hands its own epoch counter to our
             # sampler when iteration starts (single process), so it is set too: a run resumed in a later
             # epoch would otherwise replay epoch 0's order. Resuming mid-epoch, the sampler leaves out the
             # batches already trained on (never loaded) and the numbering below continues after them.
             if hasattr(train_loader, "set_epoch"):
-                train_loader.set_epoch(run.epoch)
-            batches.set_epoch(run.epoch)
+                train_loader.set_epoch(state.epoch)
+            batches.set_epoch(state.epoch)
             batches.skip_first(run.skip_batches)
             model.train()
             for batch_index, batch in enumerate(train_loader, start=run.skip_batches):
-                with accelerator.accumulate(model), _explain_out_of_memory(batch, config):
-                    loss = loss_fn(model, batch)
-                    if hooks.regularizer is not None:
-                        loss = loss + hooks.regularizer()
-                    finite = _backward_if_finite(loss, model, accelerator, train)
-                    if finite:
-                        optimizer.step()
-                        scheduler.step()
-                        if hooks.after_step is not None and accelerator.sync_gradients:
-                            hooks.after_step(run.step)  # AdaLoRA: importance from this step's gradients
-                    optimizer.zero_grad(set_to_none=True)
-                if not finite:
-                    run.nonfinite(describe_rows(batch["index"].tolist()))
+                if not run.train_batch(batch):  # inside an accumulation window, or skipped (non-finite)
                     continue
-                run.samples += len(batch["index"])
-                run.tracker.add_loss(loss.detach())
-                if not accelerator.sync_gradients:
-                    continue
-                run.step += 1
                 bar.update(1)
-                fraction = run.epoch + (batch_index + 1) / len(train_loader)
-                if run.step % train.log_every == 0 or run.step == steps:
-                    record = run.tracker.log_train(run.step, fraction, scheduler.get_last_lr()[0], run.speed())
-                    bar.set_postfix(loss=f"{record['train_loss']:.4f}", lr=f"{record['lr']:.2e}",
-                                    samples_s=f"{record['samples_per_second']:.1f}")
-                evaluated = run.step % eval_every == 0 or run.step == steps
-                if evaluated:
-                    run.evaluate(evaluate, fraction)
-                    model.train()
-                every = train.checkpoint.every
-                if evaluated or (every and run.step % every == 0) or interrupt.requested:
-                    run.checkpoint(batch_index + 1)
-                if interrupt.requested:
-                    raise TrainingInterrupted(run.step, run_dir)
-                if run.step >= steps or run.tracker.should_stop:
+                if run.step_done(batch_index, evaluate, eval_every, interrupt.requested, bar):
                     break
-            run.epoch += 1
+            state.epoch += 1
             run.skip_batches = 0
     bar.close()
-    return run.finish()
+    result = run.finish()
+    hooks.fit_end(state, result)
+    return result
 
 
 class TrainingInterrupted(TuneforgeError):
@@ -182,18 +153,6 @@ class TrainingInterrupted(TuneforgeError):
 
 class NonFiniteLoss(TuneforgeError):
     """A NaN or infinite loss/gradient with ``train.on_nonfinite: stop``."""
-
-
-def _backward_if_finite(loss: torch.Tensor, model: nn.Module, accelerator: Accelerator, train) -> bool:
-    """Backward and clip; False (nothing applied) when the loss or the gradient norm is not finite."""
-    if not torch.isfinite(loss):
-        return False
-    accelerator.backward(loss)
-    if not accelerator.sync_gradients:
-        return True
-    limit = train.max_grad_norm if train.max_grad_norm is not None else float("inf")
-    norm = accelerator.clip_grad_norm_(model.parameters(), limit)
-    return bool(torch.isfinite(norm))
 
 
 class OutOfMemory(TuneforgeError):
@@ -240,25 +199,86 @@ class _StopOnInterrupt:
 
 
 class _Run:
-    """The mutable state of one training run: position, counters, tracker, checkpoints."""
+    """The mutable state of one training run around ``FitState``: counters, tracker, checkpoints."""
 
-    def __init__(self, model, optimizer, scheduler, accelerator: Accelerator, config: Config,
-                 run_dir: Path | None) -> None:
-        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
-        self.accelerator = accelerator
-        self.config = config
-        self.checkpoints = run_dir / "checkpoints" if run_dir is not None else None
-        self.tracker = _Tracker(config, accelerator, higher_is_better(config.eval.metric))
-        self.step = self.epoch = self.skip_batches = self.samples = self.nonfinite_skipped = 0
+    def __init__(self, state: FitState, hooks: Extensions, row_ids: Callable[[list[int]], list[str]] | None) -> None:
+        self.state, self.hooks = state, hooks
+        self.config = state.config
+        self.checkpoints = state.run_dir / "checkpoints" if state.run_dir is not None else None
+        self.tracker = _Tracker(state.config, state.accelerator, higher_is_better(state.config.eval.metric))
+        self.describe_rows = row_ids or (lambda indices: [str(i) for i in indices])
+        self.skip_batches = self.samples = self.nonfinite_skipped = 0
         self.start = time.perf_counter()
         self.eval_seconds = 0.0
+
+    def train_batch(self, batch: dict) -> bool:
+        """Forward and backward of one batch, then the optimizer step when an accumulation window ends.
+
+        True when an optimizer step was taken; a batch whose loss or gradient is not finite applies nothing.
+        """
+        s, hooks = self.state, self.hooks
+        with s.accelerator.accumulate(s.model), _explain_out_of_memory(batch, s.config):
+            batch = hooks.transform_batch(s, batch)
+            loss = hooks.loss_terms(s, batch, s.loss_fn(s.model, batch))
+            finite = self._backward_if_finite(loss, batch)
+            if finite:
+                s.optimizer.step()
+                s.scheduler.step()
+                if s.accelerator.sync_gradients:
+                    hooks.after_optimizer_step(s)  # AdaLoRA: importance from this step's gradients
+            s.optimizer.zero_grad(set_to_none=True)
+        if not finite:
+            self.nonfinite(self.describe_rows(batch["index"].tolist()))
+            return False
+        self.samples += len(batch["index"])
+        self.tracker.add_loss(loss.detach())
+        return s.accelerator.sync_gradients
+
+    def _backward_if_finite(self, loss: torch.Tensor, batch: dict) -> bool:
+        """Backward and clip; False (nothing applied) when the loss or the gradient norm is not finite."""
+        if not torch.isfinite(loss):
+            return False
+        accelerator = self.state.accelerator
+        accelerator.backward(loss)
+        self.hooks.after_backward(self.state, batch)
+        if not accelerator.sync_gradients:
+            return True
+        limit = self.config.train.max_grad_norm if self.config.train.max_grad_norm is not None else float("inf")
+        norm = accelerator.clip_grad_norm_(self.state.model.parameters(), limit)
+        return bool(torch.isfinite(norm))
+
+    def step_done(self, batch_index: int, evaluate: EvaluateFn, eval_every: int, interrupted: bool,
+                  bar: tqdm) -> bool:
+        """Log, evaluate and checkpoint after an optimizer step, as due; True when training is over."""
+        s = self.state
+        s.step += 1
+        fraction = s.epoch + (batch_index + 1) / len(s.train_loader)
+        self.log_train(fraction, bar)
+        evaluated = s.step % eval_every == 0 or s.step == s.total_steps
+        if evaluated:
+            self.evaluate(evaluate, fraction)
+            s.model.train()
+        every = self.config.train.checkpoint.every
+        if evaluated or (every and s.step % every == 0) or interrupted:
+            self.checkpoint(batch_index + 1)
+        if interrupted:
+            raise TrainingInterrupted(s.step, s.run_dir)
+        return s.step >= s.total_steps or self.tracker.should_stop
 
     def speed(self) -> float:
         return self.samples / max(_since(self.start) - self.eval_seconds, 1e-9)
 
+    def log_train(self, fraction: float, bar: tqdm) -> None:
+        step = self.state.step
+        if step % self.config.train.log_every == 0 or step == self.state.total_steps:
+            record = self.tracker.log_train(step, fraction, self.state.scheduler.get_last_lr()[0], self.speed())
+            bar.set_postfix(loss=f"{record['train_loss']:.4f}", lr=f"{record['lr']:.2e}",
+                            samples_s=f"{record['samples_per_second']:.1f}")
+
     def evaluate(self, evaluate: EvaluateFn, fraction: float) -> None:
         started = time.perf_counter()
-        self.tracker.log_eval(self.step, fraction, evaluate(self.model), self.model)
+        metrics = self.hooks.eval_metrics(self.state, evaluate(self.state.model))
+        self.tracker.log_eval(self.state.step, fraction, metrics, self.state.model)
         self.eval_seconds += _since(started)
         tqdm.write(_eval_line(self.tracker.history[-1], self.config.eval.metric), file=sys.stderr)
 
@@ -269,47 +289,51 @@ class _Run:
         last = find_checkpoints(self.checkpoints) if self.checkpoints else []
         good = f"last good checkpoint: {last[0].path}" if last else "no checkpoint written yet"
         shown = ", ".join(rows[:10]) + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
-        raise NonFiniteLoss(f"non-finite loss or gradient at step {self.step + 1}, batch rows: {shown}; {good}. "
-                            "Lower train.lr, check these rows, or set train.on_nonfinite: skip_batch")
+        raise NonFiniteLoss(f"non-finite loss or gradient at step {self.state.step + 1}, batch rows: {shown}; "
+                            f"{good}. Lower train.lr, check these rows, or set train.on_nonfinite: skip_batch")
 
     def checkpoint(self, batches_done: int) -> None:
-        if self.checkpoints is None or not self.accelerator.is_main_process:
+        s = self.state
+        if self.checkpoints is None or not s.accelerator.is_main_process:
             return
         state = {
-            "step": self.step, "epoch": self.epoch, "batches_done": batches_done, "samples": self.samples,
+            "step": s.step, "epoch": s.epoch, "batches_done": batches_done, "samples": self.samples,
             "nonfinite_skipped": self.nonfinite_skipped, "config": self.config.to_dict(),
         } | self.tracker.state()
-        weights = _trainable_state(self.accelerator.unwrap_model(self.model))
-        save_checkpoint(self.checkpoints, weights, self.optimizer.state_dict(), self.scheduler.state_dict(), state)
+        weights = _trainable_state(s.unwrapped)
+        save_checkpoint(self.checkpoints, weights, s.optimizer.state_dict(), s.scheduler.state_dict(), state,
+                        self.hooks.state_dict())
         prune(self.checkpoints, self.config.train.checkpoint.keep_last, self.tracker.best_step)
 
     def restore(self, checkpoint: Checkpoint, batches_per_epoch: int) -> None:
-        """Everything back as it was after ``checkpoint.step``: weights, optimizer, schedule, RNG, position."""
+        """Everything back as it was after ``checkpoint.step``: weights, optimizer, schedule, RNG, position,
+        and the extensions' state."""
         self.tracker.load(checkpoint.state)
         best = self.tracker.best_step
         if best is not None and best != checkpoint.step:  # the best weights so far: their own checkpoint
             self.tracker.best_state = load_checkpoint(checkpoint.path.parent / f"step-{best:08d}")[0]
         weights, optimizer, scheduler = load_checkpoint(checkpoint.path)  # loaded last: its RNG state wins
-        _load_trainable(self.accelerator.unwrap_model(self.model), weights)
+        _load_trainable(self.state.unwrapped, weights)
         if best == checkpoint.step:
             self.tracker.best_state = {k: v.clone() for k, v in weights.items()}
-        self.optimizer.load_state_dict(optimizer)
-        self.scheduler.load_state_dict(scheduler)
+        self.state.optimizer.load_state_dict(optimizer)
+        self.state.scheduler.load_state_dict(scheduler)
+        self.hooks.load_state_dict(load_extension_states(checkpoint.path), checkpoint.path)
         state = checkpoint.state
-        self.step, self.samples = state["step"], state["samples"]
+        self.state.step, self.samples = state["step"], state["samples"]
         self.nonfinite_skipped = state["nonfinite_skipped"]
-        self.epoch, self.skip_batches = state["epoch"], state["batches_done"]
+        self.state.epoch, self.skip_batches = state["epoch"], state["batches_done"]
         if self.skip_batches >= batches_per_epoch:
-            self.epoch, self.skip_batches = self.epoch + 1, 0
-        print(f"resumed from {checkpoint.path} (step {self.step})", file=sys.stderr)
+            self.state.epoch, self.skip_batches = self.state.epoch + 1, 0
+        print(f"resumed from {checkpoint.path} (step {self.state.step})", file=sys.stderr)
 
     def finish(self) -> FitResult:
         seconds = max(_since(self.start) - self.eval_seconds, 1e-9)
-        self.tracker.restore_best(self.model)
-        for tracker in self.accelerator.trackers:  # not end_training(): it also ends the process group,
+        self.tracker.restore_best(self.state.model)
+        for tracker in self.state.accelerator.trackers:  # not end_training(): it also ends the process group,
             tracker.finish()  # which the final evaluation still gathers over
         t = self.tracker
-        return FitResult(t.history, self.step, t.best_step, t.best_metric, t.should_stop, seconds,
+        return FitResult(t.history, self.state.step, t.best_step, t.best_metric, t.should_stop, seconds,
                          self.eval_seconds, self.samples / seconds, self.nonfinite_skipped)
 
 

@@ -7,7 +7,7 @@ exactly as it did before saving. Language-model tasks have no new head.
 
 The parameter-efficient methods (lora, adalora, ia3, prefix_tuning, prompt_tuning) are PEFT's own;
 tuneforge picks their targets per model family and runs what plain training loops forget (AdaLoRA's
-rank allocator and its orthogonality regulariser, see ``step_hooks``).
+rank allocator and its orthogonality regulariser, see ``method_extensions``).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from tuneforge.config import (
     TopKConfig,
 )
 from tuneforge.errors import ConfigError
+from tuneforge.extensions import Extension
 from tuneforge.registry import Registry
 
 
@@ -226,39 +227,58 @@ def _wrap(model: nn.Module, config, setting: str) -> nn.Module:
                           f"(this model's linear layers: {', '.join(linear)})") from None
 
 
-# --------------------------------------------------------------------------- per-step work of a method
+# --------------------------------------------------------------------------- training work of a method
 
 
-@dataclass
-class StepHooks:
-    """What a method needs from the training loop beyond backward/step."""
+def method_extensions(model: nn.Module) -> list[Extension]:
+    """The training extensions a method needs beyond backward/step: AdaLoRA's rank allocator, else none."""
+    base = getattr(model, "base_model", None)
+    if base is None or not hasattr(base, "update_and_allocate"):
+        return []
+    return [AdaLoraAllocation(base)]
 
-    regularizer: Callable[[], torch.Tensor] | None = None  # added to the loss
-    after_step: Callable[[int], None] | None = None  # after optimizer.step(), before zero_grad()
 
-
-def step_hooks(model: nn.Module) -> StepHooks:
+class AdaLoraAllocation(Extension):
     """AdaLoRA: the orthogonality regulariser and the rank allocator (``update_and_allocate``).
 
     PEFT adds the regulariser only to a loss the model computes itself from ``labels``; tuneforge's
-    tasks compute their losses outside the model, so it is added here, as PEFT computes it.
+    tasks compute their losses outside the model, so it is added here, as PEFT computes it. The
+    allocator's importance averages and the rank pattern are checkpointed, so an AdaLoRA run resumes exactly.
     """
-    base = getattr(model, "base_model", None)
-    if base is None or not hasattr(base, "update_and_allocate"):
-        return StepHooks()
-    adapter = base.trainable_adapter_name
-    weight = base.peft_config[adapter].orth_reg_weight
-    factors = [(name, p) for name, p in base.model.named_parameters()
-               if ("lora_A" in name or "lora_B" in name) and adapter in name]
 
-    def orthogonality() -> torch.Tensor:
+    name = "adalora"
+
+    def __init__(self, base: nn.Module) -> None:
+        self.base = base
+        adapter = base.trainable_adapter_name
+        self.settings = base.peft_config[adapter]
+        self.factors = [(name, p) for name, p in base.model.named_parameters()
+                        if ("lora_A" in name or "lora_B" in name) and adapter in name]
+
+    def orthogonality(self) -> torch.Tensor:
         total = 0.0
-        for name, p in factors:
+        for name, p in self.factors:
             covariance = p @ p.T if "lora_A" in name else p.T @ p
             total = total + torch.norm(covariance - torch.eye(*covariance.shape, device=p.device), p="fro")
-        return weight * total / max(len(factors), 1)
+        return self.settings.orth_reg_weight * total / max(len(self.factors), 1)
 
-    return StepHooks(regularizer=orthogonality, after_step=base.update_and_allocate)
+    def loss_terms(self, state, batch: dict, loss: torch.Tensor) -> torch.Tensor:
+        return loss + self.orthogonality()
+
+    def after_optimizer_step(self, state) -> None:
+        self.base.update_and_allocate(state.step)  # importance from this step's gradients, before zero_grad
+
+    def state_dict(self) -> dict:
+        allocator = self.base.rankallocator
+        return {"ipt": dict(allocator.ipt), "exp_avg_ipt": dict(allocator.exp_avg_ipt),
+                "exp_avg_unc": dict(allocator.exp_avg_unc), "rank_pattern": self.settings.rank_pattern}
+
+    def load_state_dict(self, state: dict) -> None:
+        allocator = self.base.rankallocator
+        device = next(self.base.parameters()).device
+        for key in ("ipt", "exp_avg_ipt", "exp_avg_unc"):
+            setattr(allocator, key, {name: value.to(device) for name, value in state[key].items()})
+        self.settings.rank_pattern = state["rank_pattern"]
 
 
 METHODS.register("full", "train every parameter (best accuracy, largest checkpoint)", _full)

@@ -20,8 +20,11 @@ from tuneforge.runs.directories import Run
 
 def finish_run(run_dir: Path, config: Config, splits, label_names: list[str], evaluation: dict[str, dict],
                history: list[dict], extras: dict, images: dict[str, str] | None = None,
-               sections: dict[str, str] | None = None) -> Run:
-    """Write metrics.json, plots and report.md (plus a task's own ``images`` and ``sections``); return the Run."""
+               sections: dict[str, str] | None = None, usage: list[str] | None = None) -> Run:
+    """Write metrics.json, plots and report.md (plus a task's own ``images`` and ``sections``); return the Run.
+
+    ``usage``: the task's next-step command lines (``Task.usage``), shown under "Reproduce and use".
+    """
     metrics = {"task": config.task, **evaluation, **extras, "labels": label_names}
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     (run_dir / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history), encoding="utf-8")
@@ -39,7 +42,7 @@ def finish_run(run_dir: Path, config: Config, splits, label_names: list[str], ev
         distribution=distribution,
         data_notes=_data_notes(splits),
         images=images,
-        extra_sections=(sections or {}) | _extra_sections(evaluation, run_dir, config.task),
+        extra_sections=(sections or {}) | _extra_sections(evaluation, run_dir, usage or []),
     )
     return Run(run_dir, metrics)
 
@@ -79,7 +82,7 @@ def _data_notes(splits) -> list[str]:
     return notes
 
 
-def _extra_sections(evaluation: dict[str, dict], run_dir: Path, task: str) -> dict[str, str]:
+def _extra_sections(evaluation: dict[str, dict], run_dir: Path, usage: list[str]) -> dict[str, str]:
     sections = {}
     if "subset_accuracy" in evaluation["validation"]:
         sections["Thresholds"] = ("Per-label decision thresholds were tuned on the validation split (stored in "
@@ -89,12 +92,6 @@ def _extra_sections(evaluation: dict[str, dict], run_dir: Path, task: str) -> di
         validation = evaluation["validation"]
         sections["Validation"] = (f"accuracy {validation['accuracy']:.4f}, macro F1 {validation['macro_f1']:.4f}, "
                                   f"loss {validation['loss']:.4f} (the headline numbers above are on the test split)")
-    use = ([f"tuneforge predict {run_dir} photo.jpg more.png   # classify images",
-            f"tuneforge predict {run_dir} --dir FOLDER --out predictions.csv",
-            f"tuneforge eval {run_dir} --data LABELLED_FOLDER  # this report on new data"]
-           if task == "image_classification" else
-           [f"tuneforge predict {run_dir} \"some text\"          # classify text",
-            f"tuneforge eval {run_dir} --data NEW_LABELLED.csv  # this report on new data"])
     sections["Reproduce and use"] = "\n".join(
-        ["```bash", f"tuneforge train {run_dir}/config.yaml            # the same run again", *use, "```"])
+        ["```bash", f"tuneforge train {run_dir}/config.yaml   # the same run again", *usage, "```"])
     return sections

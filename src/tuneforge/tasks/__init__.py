@@ -27,7 +27,7 @@ from tuneforge.runs.reader import RunFolder, read_run
 class ServeSpec:
     """How the server answers a task's runs: a kind (which request handler) and the routes of that kind."""
 
-    kind: str  # "text-classifier", "image-classifier", "language-model", "frozen"
+    kind: str  # "text-classifier", "image-classifier", "language-model", "image-text" (Frozen)
     routes: tuple[str, ...]
 
 
@@ -242,7 +242,7 @@ register(Task(
     loader="tuneforge.tasks.frozen_model:FrozenModel.from_run",
     evaluator="tuneforge.tasks.frozen_eval:evaluate_request",
     prompts_with_images=True,
-    serve=ServeSpec("frozen", ("/v1/caption", "/v1/ask")),
+    serve=ServeSpec("image-text", ("/v1/caption", "/v1/ask")),
     weights=("vision.safetensors",),
     usage=_frozen_usage,
 ))

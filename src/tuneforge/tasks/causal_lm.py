@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from tuneforge.config import Config
 from tuneforge.data.lm import CausalCollator, Documents, TokenBlocks, evenly_spaced, load_documents, pack_causal
 from tuneforge.data.lm import split_blocks as split_into_blocks
 from tuneforge.errors import DataError
+from tuneforge.extensions import Extension
 from tuneforge.runs import Run
 from tuneforge.tasks.language_model import LMData, LMTask, run
 
 
-def train(config: Config, resume: str | Path | None = None, resume_force: bool = False) -> Run:
+def train(config: Config, resume: str | Path | None = None, resume_force: bool = False,
+          extensions: Sequence[Extension] = ()) -> Run:
     """Domain-adaptive pretraining of a causal LM; validation perplexity is reported before and after."""
-    return run(TASK, config, resume, resume_force)
+    return run(TASK, config, resume, resume_force, extensions)
 
 
 def prepare(config: Config, tokenizer) -> LMData:

@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ from tuneforge.engine.setup import make_accelerator, process_state, seed_everyth
 from tuneforge.errors import ConfigError
 from tuneforge.evaluation.plots import plot_training_curves
 from tuneforge.evaluation.report import write_report
+from tuneforge.extensions import Extension, TaskContext
 from tuneforge.methods import count_parameters, describe_trainable
 from tuneforge.models.frozen import SequenceFormat, VisualPrefixLM, collate
 from tuneforge.models.vision import check_vision_model
@@ -116,8 +118,12 @@ def _tokenize(tokenizer, texts: list[str]) -> list[list[int]]:
     return tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
 
 
-def train(config: Config, resume: str | Path | None = None, resume_force: bool = False) -> Run:
-    """Train the vision encoder to caption (or answer) for the frozen language model; returns the run."""
+def train(config: Config, resume: str | Path | None = None, resume_force: bool = False,
+          extensions: Sequence[Extension] = ()) -> Run:
+    """Train the vision encoder to caption (or answer) for the frozen language model; returns the run.
+
+    ``extensions``: training techniques that join the training loop (``tuneforge.extensions``).
+    """
     processes = process_state()
     config.eval.metric = config.eval.metric or "perplexity"
     _check_config(config)
@@ -148,7 +154,8 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
     result = fit(model, _train_loader(datasets["train"], fmt, config), lambda m, batch: m(**batch),
                  evaluate_validation, config, accelerator, ("lm",) if fz.finetune_lm else (), run_dir=run_dir,
                  resume=checkpoint, row_ids=lambda indices: [splits.train[i].source for i in indices],
-                 head_lr=fz.lm_lr if fz.finetune_lm else None)
+                 head_lr=fz.lm_lr if fz.finetune_lm else None, extensions=extensions,
+                 context=TaskContext(config, tokenizer=tokenizer, splits=splits, datasets=datasets))
     model = accelerator.unwrap_model(model).eval()
     evaluation = {name: caption_perplexity(model, datasets[name], fmt, eval_batch)
                   for name in ("validation", "test") if len(datasets[name])}

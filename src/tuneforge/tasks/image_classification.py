@@ -13,8 +13,8 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -37,12 +37,11 @@ from tuneforge.engine.setup import make_accelerator, process_state, seed_everyth
 from tuneforge.engine.sharding import gather_rows, my_share
 from tuneforge.errors import ConfigError
 from tuneforge.evaluation.plots import plot_image_grid, plot_per_class_accuracy
+from tuneforge.extensions import Extension, Extensions, TaskContext
 from tuneforge.methods import Target, apply_method, count_parameters, describe_trainable
 from tuneforge.models.vision import build_classifier, check_vision_model
 from tuneforge.runs import Run, finish_run, run_dir_for
-
-if TYPE_CHECKING:
-    from tuneforge.compression.distill import OnlineDistillation
+from tuneforge.tasks import TASKS
 from tuneforge.tasks.text_classification import (
     META_FILE,
     LabelSpace,
@@ -56,24 +55,26 @@ WRONG_SHOWN = 16
 
 
 def train(config: Config, resume: str | Path | None = None, resume_force: bool = False,
-          distillation: OnlineDistillation | None = None) -> Run:
+          extensions: Sequence[Extension] = ()) -> Run:
     """Fine-tune an ImageNet-pretrained CNN on labelled images; returns the finished run.
 
-    ``distillation`` (``tuneforge distill``): the model learns from a teacher's outputs on the same batches too.
+    ``extensions``: training techniques that join the run (``tuneforge.extensions``; ``tuneforge distill``'s).
     """
     processes = process_state()
     config.eval.metric = config.eval.metric or "accuracy"
     _check_config(config)
-    if distillation and getattr(config.method, "cache_features", False):
-        raise ConfigError("method.cache_features: the teacher needs the images themselves; set it false to distil")
+    hooks, context = Extensions(extensions), TaskContext(config, logits_of=_logits)
+    hooks.recipe_start(context)
     seed_everything(config)
     splits = load_image_splits(config)  # every image decoded once before any model loads
     labels = LabelSpace(splits.labels(), multi_label=False)
     check_metric(config.eval.metric, labels)
+    context.labels, context.splits = labels, splits
     prep = Preprocessing.from_config(config.image)
-    model = build_classifier(config.model.name, len(labels.names), config.image.size, config.image.dropout,
-                             channels_last=config.image.channels_last)
+    model = hooks.build_model(functools.partial(_new_model, config, len(labels.names)), context)
     targets, datasets = _datasets(config, splits, labels, prep, model)
+    datasets["train"] = hooks.train_data(datasets["train"], context)
+    context.datasets = datasets
     train_loader = _train_loader(datasets["train"], config)
     target = Target(heads=("classifier",), task_type=None, total_steps=planned_steps(config, train_loader))
     model = apply_method(model, config.method, target)
@@ -82,8 +83,7 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
 
     run_dir, checkpoint = run_dir_for(config, resume, resume_force, processes)
     accelerator = make_accelerator(config, run_dir)
-    weights = targets["train"] if config.train.class_weights == "auto" else None
-    loss_fn = distillation.classifier_loss(_logits) if distillation else make_loss(labels, weights, logits_of=_logits)
+    loss_fn = make_loss(labels, targets["train"] if config.train.class_weights == "auto" else None, logits_of=_logits)
     scorer = functools.partial(predict_probs, batch_size=config.eval.batch_size, workers=config.train.num_workers)
 
     def evaluate_validation(model: nn.Module) -> dict[str, float]:
@@ -93,7 +93,7 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
         return {k: v for k, v in metrics.items() if isinstance(v, float)}
 
     result = fit(model, train_loader, loss_fn, evaluate_validation, config, accelerator, ("classifier",),
-                 run_dir=run_dir, resume=checkpoint,
+                 run_dir=run_dir, resume=checkpoint, extensions=extensions, context=context,
                  row_ids=lambda indices: [splits.train[i].source for i in indices])
     model = accelerator.unwrap_model(model).eval()
 
@@ -101,10 +101,8 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
     evaluation = {name: {**score(p, targets[name], labels, None), "loss": _loss(p, targets[name])}
                   for name, p in probs.items()}
     extras = {"trainable_parameters": trainable, "total_parameters": total, "fit": result.summary()}
-    distilled = {}
-    if distillation:
-        more, distilled = distillation.summary(None)
-        extras |= more
+    more, distilled = hooks.report(context, model, evaluation)
+    extras |= more
     if not processes.is_main_process:
         return Run(run_dir, {"task": config.task, **evaluation, **extras})
     save_model(model, run_dir / "model", config, labels.names, prep)
@@ -113,7 +111,12 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
                                     shown)
     sections |= distilled
     return finish_run(run_dir, config, splits, labels.names, evaluation, result.history, extras,
-                      images=images, sections=sections)
+                      images=images, sections=sections, usage=TASKS.get(config.task).usage(run_dir))
+
+
+def _new_model(config: Config, classes: int) -> nn.Module:
+    return build_classifier(config.model.name, classes, config.image.size, config.image.dropout,
+                            channels_last=config.image.channels_last)
 
 
 def _datasets(config: Config, splits, labels: LabelSpace, prep: Preprocessing, model: nn.Module) -> tuple[dict, dict]:

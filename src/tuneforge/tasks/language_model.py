@@ -10,10 +10,9 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -31,14 +30,12 @@ from tuneforge.engine.setup import apply_memory_settings, make_accelerator, proc
 from tuneforge.errors import ConfigError, RegistryError
 from tuneforge.evaluation.plots import plot_training_curves
 from tuneforge.evaluation.report import write_report
+from tuneforge.extensions import Extension, Extensions, TaskContext
 from tuneforge.methods import Target, apply_method, count_parameters, describe_trainable
 from tuneforge.runs import Run, open_run, run_dir_for
 
 META_FILE = "tuneforge.json"
 LM_METRICS = ("perplexity", "loss")
-
-if TYPE_CHECKING:
-    from tuneforge.compression.distill import OnlineDistillation
 
 
 @dataclass
@@ -73,24 +70,28 @@ class LMTask:
 
 
 def run(task: LMTask, config: Config, resume: str | Path | None = None, resume_force: bool = False,
-        distillation: OnlineDistillation | None = None) -> Run:
+        extensions: Sequence[Extension] = ()) -> Run:
     """Train a language model on ``task``'s data; returns the finished run.
 
-    ``distillation`` (``tuneforge distill``, causal LMs): token-level KL to a teacher joins the next-token loss, and
-    the model may be a layer-dropped copy of the teacher.
+    ``extensions``: training techniques that join the run (``tuneforge.extensions``; ``tuneforge distill``'s).
     """
     processes = process_state()
     config.eval.metric = config.eval.metric or "perplexity"
     if config.eval.metric not in LM_METRICS:
         raise ConfigError(f"eval.metric: '{config.eval.metric}' is not measured for {task.name}; "
                           f"use {' or '.join(LM_METRICS)}")
+    hooks, context = Extensions(extensions), TaskContext(config)
+    hooks.recipe_start(context)
     seed_everything(config)
     if config.data.dataset and not config.data.train_file:
         check_dataset_task(config.data.dataset, task.name)
-    tokenizer, model, new = build_lm(config.model.name, task)
-    if distillation and config.distill.from_teacher:
-        model, new = distillation.layer_dropped_student(), ()
+    tokenizer, model, new = hooks.build_model(lambda: build_lm(config.model.name, task), context)
+    context.tokenizer = tokenizer
     data = task.prepare(config, tokenizer)  # every row validated before training starts
+    extended = hooks.train_data(data.train, context)
+    if extended is not data.train:
+        data.train, data.lengths = extended, extended.lengths()
+    context.datasets = {"train": data.train, "validation": data.validation, "test": data.test}
     check_block_length(model, config.data.max_length)
     apply_memory_settings(model, config)
 
@@ -110,25 +111,23 @@ def run(task: LMTask, config: Config, resume: str | Path | None = None, resume_f
     run_dir, checkpoint = run_dir_for(config, resume, resume_force, processes)
     accelerator = make_accelerator(config, run_dir)
     loss = causal_loss if task.causal else masked_loss
-    if distillation:
-        loss = distillation.token_loss(model)
     result = fit(model, train_loader, loss,
                  lambda m: evaluate(accelerator.unwrap_model(m), "validation"), config, accelerator,
-                 head_prefixes=new, run_dir=run_dir, resume=checkpoint)
+                 head_prefixes=new, run_dir=run_dir, resume=checkpoint, extensions=extensions, context=context)
     model = accelerator.unwrap_model(model).eval()
     evaluation = {split: evaluate(model, split) | {f"{k}_before": v for k, v in before[split].items()}
                   for split in before}
     extras = {"trainable_parameters": trainable, "total_parameters": total, "fit": result.summary(),
               "counts": data.counts}
-    if distillation:
-        extras |= distillation.summary(model.config.num_hidden_layers)[0]
+    more, sections = hooks.report(context, model, evaluation)
+    extras |= more
     if not processes.is_main_process:
         return Run(run_dir, {"task": config.task, **evaluation, **extras})
     save_lm(model, tokenizer, run_dir / "model", config)
     samples = sample_replies(model, tokenizer, data.samples) if data.samples else None
     if samples:
         extras["sample_replies"] = samples
-    return finish_lm_run(run_dir, config, data, evaluation, result.history, extras)
+    return finish_lm_run(run_dir, config, data, evaluation, result.history, extras, sections)
 
 
 def sample_replies(model: nn.Module, tokenizer, samples: list[tuple[list[dict], str]]) -> dict:
@@ -340,7 +339,8 @@ def load_masked_lm(run_dir: str | Path) -> nn.Module:
 
 
 def finish_lm_run(run_dir: Path, config: Config, data: LMData, evaluation: dict[str, dict], history: list[dict],
-                  extras: dict) -> Run:
+                  extras: dict, sections: dict[str, str] | None = None) -> Run:
+    """metrics.json, history, curves and the report; ``sections`` (from extensions) join the report."""
     metrics = {"task": config.task, **evaluation, **extras}
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     (run_dir / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history), encoding="utf-8")
@@ -365,7 +365,7 @@ def finish_lm_run(run_dir: Path, config: Config, data: LMData, evaluation: dict[
     )
     table = ("| split | perplexity before | perplexity after | loss before | loss after | tokens scored |\n"
              "|---|---|---|---|---|---|\n" + rows)
-    sections = {"Held-out perplexity": table}
+    sections = {"Held-out perplexity": table, **(sections or {})}
     if "sample_replies" in extras:
         sections["Sample replies to held-out prompts"] = _replies_table(extras["sample_replies"])
     sections["Use it"] = _usage(run_dir, config)

@@ -6,18 +6,21 @@ from it with ``model.name: <run>/model``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from tuneforge.config import Config
 from tuneforge.data.lm import MaskingCollator, load_documents, pack_masked
+from tuneforge.extensions import Extension
 from tuneforge.runs import Run
 from tuneforge.tasks.causal_lm import blocks_data
 from tuneforge.tasks.language_model import LMData, LMTask, run
 
 
-def train(config: Config, resume: str | Path | None = None, resume_force: bool = False) -> Run:
+def train(config: Config, resume: str | Path | None = None, resume_force: bool = False,
+          extensions: Sequence[Extension] = ()) -> Run:
     """Continue pretraining an encoder on domain text; masked-token perplexity before and after."""
-    return run(TASK, config, resume, resume_force)
+    return run(TASK, config, resume, resume_force, extensions)
 
 
 def prepare(config: Config, tokenizer) -> LMData:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import random
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,10 +57,16 @@ class PromptSpec:
 # --------------------------------------------------------------------------- the recipe
 
 
-def train(config: Config, resume: str | Path | None = None, resume_force: bool = False) -> Run:
-    """Evaluate prompting at every k in ``prompt.eval_shots``; the run predicts with ``prompt.shots`` examples."""
+def train(config: Config, resume: str | Path | None = None, resume_force: bool = False,
+          extensions: Sequence = ()) -> Run:
+    """Evaluate prompting at every k in ``prompt.eval_shots``; the run predicts with ``prompt.shots`` examples.
+
+    ``extensions`` are refused: with no training there is nothing for them to act on.
+    """
     if resume is not None:
         raise ConfigError("prompt_classification trains nothing, so there is nothing to resume: run it again")
+    if extensions:
+        raise ConfigError("prompt_classification trains nothing, so training extensions have nothing to act on")
     config.eval.metric = config.eval.metric or "accuracy"
     if config.data.multi_label:
         raise ConfigError("prompt_classification picks one label per text; data.multi_label must be false")

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from tuneforge.config import Config
 from tuneforge.data.chat import SFTCollator, encode_all, ensure_chat_template, load_conversations
 from tuneforge.errors import DataError
+from tuneforge.extensions import Extension
 from tuneforge.runs import Run
 from tuneforge.tasks.language_model import LMData, LMTask, run
 
 SAMPLE_REPLIES = 8  # held-out prompts answered in the report
 
 
-def train(config: Config, resume: str | Path | None = None, resume_force: bool = False) -> Run:
+def train(config: Config, resume: str | Path | None = None, resume_force: bool = False,
+          extensions: Sequence[Extension] = ()) -> Run:
     """Tune a causal LM to answer like the training conversations; held-out response perplexity reported."""
-    return run(TASK, config, resume, resume_force)
+    return run(TASK, config, resume, resume_force, extensions)
 
 
 def prepare(config: Config, tokenizer) -> LMData:

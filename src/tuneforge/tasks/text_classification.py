@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -37,11 +36,10 @@ from tuneforge.engine.setup import apply_memory_settings, make_accelerator, proc
 from tuneforge.engine.sharding import gather_rows, my_share
 from tuneforge.errors import ConfigError, RegistryError
 from tuneforge.evaluation.metrics import classification_metrics, multilabel_metrics, tune_thresholds
+from tuneforge.extensions import Extension, Extensions, TaskContext
 from tuneforge.methods import Target, apply_method, count_parameters, describe_trainable, head_module_names
 from tuneforge.runs import Run, finish_run, run_dir_for
-
-if TYPE_CHECKING:
-    from tuneforge.compression.distill import Distillation
+from tuneforge.tasks import TASKS
 
 META_FILE = "tuneforge.json"
 LogitsFn = Callable[[nn.Module, dict], torch.Tensor]
@@ -57,33 +55,36 @@ class LabelSpace:
 
 
 def train(config: Config, resume: str | Path | None = None, resume_force: bool = False,
-          distillation: Distillation | None = None) -> Run:
+          extensions: Sequence[Extension] = ()) -> Run:
     """Fine-tune a pretrained encoder on labelled text; returns the finished run.
 
     ``resume`` ("latest", a run directory or a checkpoint) continues an interrupted run exactly.
-    ``distillation`` (``tuneforge distill``) trains its student on its teacher's outputs instead.
+    ``extensions``: training techniques that join the run (``tuneforge.extensions``; ``tuneforge distill``'s).
     """
     processes = process_state()  # first: libraries below may set up Accelerate's state otherwise
     config.eval.metric = config.eval.metric or "accuracy"
     if getattr(config.method, "cache_features", False):
         raise ConfigError("method.cache_features: only image_classification caches features; set it false")
+    hooks, context = Extensions(extensions), TaskContext(config, logits_of=text_logits)
+    hooks.recipe_start(context)
     seed_everything(config)
     if config.data.dataset and not config.data.train_file:
         check_dataset_task(config.data.dataset, config.task)
     splits = load_splits(config.data, config.seed)  # every row validated before any model loads
     labels = LabelSpace(splits.labels(), config.data.multi_label)
     check_metric(config.eval.metric, labels)
+    context.labels, context.splits = labels, splits
 
-    tokenizer, model = (distillation.student(config, labels) if distillation
-                        else build_model(config.model.name, labels))
+    tokenizer, model = hooks.build_model(lambda: build_model(config.model.name, labels), context)
+    context.tokenizer = tokenizer
     _check_max_length(model, config.data.max_length)
     apply_memory_settings(model, config)
     datasets = {
         name: _dataset(rows, tokenizer, labels, config.data.max_length)
         for name, rows in (("train", splits.train), ("validation", splits.validation), ("test", splits.test))
     }
-    if distillation:
-        datasets["train"] = distillation.with_unlabelled(datasets["train"], tokenizer, config)
+    datasets["train"] = hooks.train_data(datasets["train"], context)
+    context.datasets = datasets
     pad_id = tokenizer.pad_token_id or 0
     train_loader = _train_loader(datasets["train"], pad_id, config)
     heads = tuple(head_module_names(model))
@@ -96,9 +97,6 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
 
     accelerator = make_accelerator(config, run_dir)
     loss_fn = make_loss(labels, datasets["train"].targets if config.train.class_weights == "auto" else None)
-    if distillation:
-        loss_fn = distillation.loss([r.text for r in splits.train], model, tokenizer, config)
-        distillation.evaluate_teacher([r.text for r in splits.test], datasets["test"].targets)
 
     def evaluate_validation(model: nn.Module) -> dict[str, float]:
         # unwrapped: a DDP forward broadcasts buffers, a collective that ranks doing different numbers
@@ -109,21 +107,20 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
         metrics["loss"] = _loss_from_probs(probs, datasets["validation"].targets, labels)
         return {k: v for k, v in metrics.items() if isinstance(v, float)}
 
-    result = fit(model, train_loader, loss_fn, evaluate_validation, config,
-                 accelerator, heads, run_dir=run_dir, resume=checkpoint,
+    result = fit(model, train_loader, loss_fn, evaluate_validation, config, accelerator, heads, run_dir=run_dir,
+                 resume=checkpoint, extensions=extensions, context=context,
                  row_ids=lambda indices: [_row_source(splits.train, i) for i in indices])
     model = accelerator.unwrap_model(model).eval()
 
     evaluation, thresholds = _final_evaluation(model, datasets, pad_id, config, labels)
     extras = {"trainable_parameters": trainable, "total_parameters": total, "fit": result.summary()}
-    sections = {}
-    if distillation:
-        more, sections = distillation.summary(model, evaluation)
-        extras |= more
+    more, sections = hooks.report(context, model, evaluation)
+    extras |= more
     if not processes.is_main_process:  # one process writes the model and the report
         return Run(run_dir, {"task": config.task, **evaluation, **extras})
     save_model(model, tokenizer, run_dir / "model", config, labels, thresholds)
-    return finish_run(run_dir, config, splits, labels.names, evaluation, result.history, extras, sections=sections)
+    return finish_run(run_dir, config, splits, labels.names, evaluation, result.history, extras, sections=sections,
+                      usage=TASKS.get(config.task).usage(run_dir))
 
 
 def _row_source(rows: list[Example], index: int) -> str:

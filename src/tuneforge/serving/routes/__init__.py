@@ -30,7 +30,7 @@ FAMILIES: dict[str, AddRoutes] = {
     "text-classifier": classify.add_routes,
     "image-classifier": classify.add_routes,
     "language-model": completions.add_routes,
-    "frozen": frozen.add_routes,
+    "image-text": frozen.add_routes,
 }
 
 
