@@ -62,9 +62,10 @@ def run_naive(args) -> dict:
     from tuneforge.config import config_from_dict
     from tuneforge.data.captions import load_image_text_splits
     from tuneforge.data.transforms import Augmentation, Preprocessing
-    from tuneforge.models.frozen import collate, positions
-    from tuneforge.tasks.frozen import PairDataset, build_model
-    from tuneforge.tasks.frozen_model import load_language_model, sequence_format
+    from tuneforge.tasks.frozen.data import PairDataset
+    from tuneforge.tasks.frozen.model import load_language_model, sequence_format
+    from tuneforge.tasks.frozen.network import collate, positions
+    from tuneforge.tasks.frozen.recipe import build_model
 
     torch.manual_seed(SEED)
     config = config_from_dict(_config(args))

@@ -73,7 +73,7 @@ def run_plain(args, channels_last: bool) -> dict:
     from tuneforge.data.image_batches import ImageDataset
     from tuneforge.data.text import encode_targets
     from tuneforge.data.transforms import Augmentation, Preprocessing
-    from tuneforge.tasks.image_classification import load_image_splits
+    from tuneforge.tasks.image_classification.recipe import load_image_splits
 
     torch.manual_seed(SEED)
     config: Config = config_from_dict(_config(args, {"name": "full"}, args.steps))

@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny random BERT (fast unit tests) and real rt-sentences rows (recipe tests)."""
+"""Shared fixtures: a tiny random BERT and Llama (fast unit tests), real rt-sentences rows (recipe tests), and
+trained runs that many test files read, trained once per session."""
 
 from __future__ import annotations
 
@@ -64,19 +65,51 @@ def corpus(tmp_path_factory, rt_rows):
     return folder
 
 
-@pytest.fixture
-def rt_csv(tmp_path, rt_rows) -> Path:
-    """A 400-row CSV of real, balanced rt-sentences rows."""
+def _write_rt_csv(path: Path, rt_rows: list[dict]) -> Path:
     import csv
 
     positive = [r for r in rt_rows if r["label"] == "positive"][:200]
     rows = positive + [r for r in rt_rows if r["label"] == "negative"][:200]
-    path = tmp_path / "reviews.csv"
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=["text", "label"])
         writer.writeheader()
         writer.writerows({"text": r["text"], "label": r["label"]} for r in rows)
     return path
+
+
+@pytest.fixture
+def rt_csv(tmp_path, rt_rows) -> Path:
+    """A 400-row CSV of real, balanced rt-sentences rows."""
+    return _write_rt_csv(tmp_path / "reviews.csv", rt_rows)
+
+
+@pytest.fixture(scope="session")
+def shared_rt_csv(tmp_path_factory, rt_rows) -> Path:
+    """The same 400 rows as ``rt_csv``, written once: the data of the shared trained runs below (never edit it)."""
+    return _write_rt_csv(tmp_path_factory.mktemp("shared-data") / "reviews.csv", rt_rows)
+
+
+# --------------------------------------------------------------------------- trained runs shared by test files
+# Each trains once per session. Tests only read them (load, predict, eval --out elsewhere, export --out elsewhere);
+# a test that changes a run directory copies it first: shutil.copytree(run.dir, tmp_path / "run").
+
+
+@pytest.fixture(scope="session")
+def trained_text_run(tiny_bert, shared_rt_csv, tmp_path_factory):
+    """The tiny BERT fully fine-tuned for one epoch on ``shared_rt_csv`` (320 train rows, 20 steps)."""
+    import tuneforge
+
+    return tuneforge.train(tiny_config(tiny_bert, shared_rt_csv, tmp_path_factory.mktemp("text-run")))
+
+
+@pytest.fixture(scope="session")
+def trained_text_lora_run(tiny_bert, shared_rt_csv, tmp_path_factory):
+    """The tiny BERT with a rank-4 LoRA adapter (and a trained head), one epoch on ``shared_rt_csv``."""
+    import tuneforge
+
+    config = tiny_config(tiny_bert, shared_rt_csv, tmp_path_factory.mktemp("text-lora-run"),
+                         method={"name": "lora", "r": 4})
+    return tuneforge.train(config)
 
 
 def tiny_config(model: Path, train_file: Path | None, tmp_path: Path, task: str = "text_classification",

@@ -6,7 +6,6 @@ import sys
 
 import pytest
 
-from tests.conftest import tiny_config
 from tuneforge.cli import main
 
 
@@ -14,13 +13,6 @@ def run_cli(capsys, *args):
     code = main(list(args))
     out, err = capsys.readouterr()
     return code, out, err
-
-
-@pytest.fixture
-def trained_run(tiny_bert, rt_csv, tmp_path):
-    import tuneforge
-
-    return tuneforge.train(tiny_config(tiny_bert, rt_csv, tmp_path, train={"max_steps": 4}))
 
 
 def write_config(tmp_path, text):
@@ -114,57 +106,57 @@ def test_wrong_format_file(capsys, tmp_path):
     assert code == 2 and "data.parquet" in err and "Parquet" in err
 
 
-def test_predict_texts_and_file(capsys, trained_run, tmp_path):
-    code, out, _ = run_cli(capsys, "predict", str(trained_run.dir), "a wonderful film", "a dreadful bore")
+def test_predict_texts_and_file(capsys, trained_text_run, tmp_path):
+    code, out, _ = run_cli(capsys, "predict", str(trained_text_run.dir), "a wonderful film", "a dreadful bore")
     assert code == 0 and len(out.strip().splitlines()) == 2
     source = tmp_path / "in.csv"
     source.write_text("id,text\n1,a wonderful film\n2,a dreadful bore\n3,\"quoted, with comma\"\n")
     out_path = tmp_path / "preds.csv"
-    code, _, _ = run_cli(capsys, "predict", str(trained_run.dir), "--file", str(source), "--out", str(out_path))
+    code, _, _ = run_cli(capsys, "predict", str(trained_text_run.dir), "--file", str(source), "--out", str(out_path))
     rows = list(csv.DictReader(out_path.open()))
     assert code == 0 and len(rows) == 3
     assert {"id", "text", "predicted_label", "prob_negative", "prob_positive"} <= set(rows[0])
     assert rows[2]["text"] == "quoted, with comma"
 
 
-def test_predict_never_overwrites(capsys, trained_run, tmp_path):
+def test_predict_never_overwrites(capsys, trained_text_run, tmp_path):
     source = tmp_path / "in.csv"
     source.write_text("text\nfine\n")
-    code, _, err = run_cli(capsys, "predict", str(trained_run.dir), "--file", str(source), "--out", str(source))
+    code, _, err = run_cli(capsys, "predict", str(trained_text_run.dir), "--file", str(source), "--out", str(source))
     assert code == 2 and "input file" in err
     assert source.read_text() == "text\nfine\n"
     existing = tmp_path / "old.csv"
     existing.write_text("keep me")
-    code, _, err = run_cli(capsys, "predict", str(trained_run.dir), "--file", str(source), "--out", str(existing))
+    code, _, err = run_cli(capsys, "predict", str(trained_text_run.dir), "--file", str(source), "--out", str(existing))
     assert code == 2 and "--force" in err and existing.read_text() == "keep me"
 
 
-def test_predict_parquet_file(capsys, trained_run, tmp_path):
+def test_predict_parquet_file(capsys, trained_text_run, tmp_path):
     import pandas as pd
 
     source = tmp_path / "in.parquet"
     pd.DataFrame({"text": ["a wonderful film", "a dreadful bore"], "id": [1, 2]}).to_parquet(source)
     out = tmp_path / "p.csv"
-    code, _, _ = run_cli(capsys, "predict", str(trained_run.dir), "--file", str(source), "--out", str(out))
+    code, _, _ = run_cli(capsys, "predict", str(trained_text_run.dir), "--file", str(source), "--out", str(out))
     assert code == 0 and len(list(csv.DictReader(out.open()))) == 2
 
 
-def test_predict_errors(capsys, trained_run, tmp_path):
+def test_predict_errors(capsys, trained_text_run, tmp_path):
     code, _, err = run_cli(capsys, "predict", str(tmp_path / "nope"), "text")
     assert code == 2 and "no such run directory" in err
     source = tmp_path / "in.csv"
     source.write_text("body\nhello\n")
-    code, _, err = run_cli(capsys, "predict", str(trained_run.dir), "--file", str(source))
+    code, _, err = run_cli(capsys, "predict", str(trained_text_run.dir), "--file", str(source))
     assert code == 2 and "no column 'text'" in err
 
 
-def test_eval_on_labelled_data_matches_training_report(capsys, trained_run, tmp_path):
+def test_eval_on_labelled_data_matches_training_report(capsys, trained_text_run, tmp_path):
     import json
 
     from tuneforge.config import load_config
     from tuneforge.data.splits import load_splits
 
-    config = load_config(trained_run.dir / "config.yaml")
+    config = load_config(trained_text_run.dir / "config.yaml")
     test = load_splits(config.data, config.seed).test
     path = tmp_path / "test.csv"
     with path.open("w", newline="") as handle:
@@ -172,33 +164,33 @@ def test_eval_on_labelled_data_matches_training_report(capsys, trained_run, tmp_
         writer.writerow(["text", "label"])
         writer.writerows((e.text, e.label) for e in test)
     out_dir = tmp_path / "eval"
-    code, out, _ = run_cli(capsys, "eval", str(trained_run.dir), "--data", str(path), "--out", str(out_dir))
+    code, out, _ = run_cli(capsys, "eval", str(trained_text_run.dir), "--data", str(path), "--out", str(out_dir))
     assert code == 0 and "accuracy" in out
     metrics = json.loads((out_dir / "metrics.json").read_text())
-    assert metrics["confusion_matrix"] == trained_run.metrics["test"]["confusion_matrix"]
+    assert metrics["confusion_matrix"] == trained_text_run.metrics["test"]["confusion_matrix"]
     assert (out_dir / "report.md").is_file() and (out_dir / "confusion_matrix.png").is_file()
-    code, _, err = run_cli(capsys, "eval", str(trained_run.dir), "--data", str(path), "--out", str(out_dir))
+    code, _, err = run_cli(capsys, "eval", str(trained_text_run.dir), "--data", str(path), "--out", str(out_dir))
     assert code == 2 and "--force" in err  # an earlier report is never silently replaced
 
 
-def test_eval_unseen_label(capsys, trained_run, tmp_path):
+def test_eval_unseen_label(capsys, trained_text_run, tmp_path):
     path = tmp_path / "new.csv"
     path.write_text("text,label\nfine,positive\nmeh,neutral\n")
-    code, _, err = run_cli(capsys, "eval", str(trained_run.dir), "--data", str(path))
+    code, _, err = run_cli(capsys, "eval", str(trained_text_run.dir), "--data", str(path))
     assert code == 2 and "neutral" in err and "new.csv" in err
 
 
-def test_commands_refuse_a_run_of_the_wrong_task(capsys, trained_run, tmp_path):
-    code, _, err = run_cli(capsys, "caption", str(trained_run.dir), str(tmp_path / "cat.png"))
+def test_commands_refuse_a_run_of_the_wrong_task(capsys, trained_text_run, tmp_path):
+    code, _, err = run_cli(capsys, "caption", str(trained_text_run.dir), str(tmp_path / "cat.png"))
     assert code == 2 and "is a text_classification run; caption and ask need a Frozen run" in err
-    code, _, err = run_cli(capsys, "predict", str(trained_run.dir), "--dir", str(tmp_path))
+    code, _, err = run_cli(capsys, "predict", str(trained_text_run.dir), "--dir", str(tmp_path))
     assert code == 2 and "--dir is for image runs" in err
-    code, _, err = run_cli(capsys, "eval", str(trained_run.dir))
+    code, _, err = run_cli(capsys, "eval", str(trained_text_run.dir))
     assert code == 2 and "--data is required" in err
 
 
-def test_export_merge_needs_flag(capsys, trained_run):
-    code, _, err = run_cli(capsys, "export", str(trained_run.dir))
+def test_export_merge_needs_flag(capsys, trained_text_run):
+    code, _, err = run_cli(capsys, "export", str(trained_text_run.dir))
     assert code == 2 and "--merge" in err
 
 
@@ -215,18 +207,18 @@ def test_init_writes_a_config_that_trains(capsys, tmp_path, rt_csv):
     assert code == 2 and "exists" in err  # never overwrite a user's file silently
 
 
-def test_resolved_config_reruns_from_cli(capsys, trained_run, tmp_path):
-    code, out, _ = run_cli(capsys, "train", str(trained_run.dir / "config.yaml"), "train.max_steps=2")
+def test_resolved_config_reruns_from_cli(capsys, trained_text_run, tmp_path):
+    code, out, _ = run_cli(capsys, "train", str(trained_text_run.dir / "config.yaml"), "train.max_steps=2")
     assert code == 0
     from pathlib import Path
 
     from tuneforge.config import load_config
 
     new_dir = Path(next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("run dir")))
-    assert new_dir != trained_run.dir
+    assert new_dir != trained_text_run.dir
     assert f"next:\n  tuneforge predict {new_dir} " in out  # the task's next steps, indented
     rerun = load_config(new_dir / "config.yaml")
-    assert rerun.train.max_steps == 2 and rerun.model == load_config(trained_run.dir / "config.yaml").model
+    assert rerun.train.max_steps == 2 and rerun.model == load_config(trained_text_run.dir / "config.yaml").model
 
 
 def test_console_script_exit_code(tmp_path):
@@ -238,15 +230,14 @@ def test_console_script_exit_code(tmp_path):
     assert "did you mean 'epochs'" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_export_merge_gives_a_plain_transformers_model(capsys, tiny_bert, rt_csv, tmp_path):
+def test_export_merge_gives_a_plain_transformers_model(capsys, trained_text_lora_run, tmp_path):
     import numpy as np
     import torch
     from transformers import AutoModelForSequenceClassification
 
     import tuneforge
 
-    run = tuneforge.train(tiny_config(tiny_bert, rt_csv, tmp_path, method={"name": "lora", "r": 4},
-                                      train={"max_steps": 4}))
+    run = trained_text_lora_run
     out = tmp_path / "merged"
     code, _, _ = run_cli(capsys, "export", str(run.dir), "--merge", "--out", str(out))
     assert code == 0 and (out / "model.safetensors").is_file()

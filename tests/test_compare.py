@@ -7,8 +7,8 @@ import math
 import pytest
 
 from tests.conftest import tiny_config
-from tuneforge.compare import compare, format_table
 from tuneforge.errors import ConfigError, TuneforgeError
+from tuneforge.experiments.compare import compare, format_table
 
 
 def test_three_methods_side_by_side(tiny_bert, rt_csv, tmp_path, capsys):

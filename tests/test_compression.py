@@ -352,7 +352,7 @@ def test_image_classifier_distils_from_an_image_teacher(tmp_path):
     # the KD term of the teacher against itself is 0, and against the student it is what training reduced
     from tuneforge.compression.distill import OnlineDistillation
     from tuneforge.config import DistillConfig
-    from tuneforge.tasks.image_classification import _logits
+    from tuneforge.tasks.image_classification.recipe import _logits
 
     plain = tuneforge.load(teacher).model.eval()
     loss_fn = OnlineDistillation(plain, teacher, DistillConfig(ce_weight=0.0)).classifier_loss(_logits)

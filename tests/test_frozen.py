@@ -17,9 +17,9 @@ import tuneforge
 from tests.test_cli import run_cli
 from tuneforge.config import config_from_dict
 from tuneforge.errors import ConfigError, DataError
-from tuneforge.models.frozen import collate
-from tuneforge.tasks.frozen_eval import binding_episode, first_word, wilson_interval
-from tuneforge.tasks.frozen_model import FrozenModel, Image, build_vision, load_language_model, sequence_format
+from tuneforge.tasks.frozen.evaluation import binding_episode, first_word, wilson_interval
+from tuneforge.tasks.frozen.model import FrozenModel, Image, build_vision, load_language_model, sequence_format
+from tuneforge.tasks.frozen.network import collate
 
 
 def frozen_config(tmp_path, **sections) -> dict:
@@ -165,7 +165,7 @@ def test_eval_reports_blind_perplexity_and_binding(trained, twemoji_rows, tmp_pa
 @pytest.fixture(scope="module")
 def tiny_frozen(tiny_llama):
     from tuneforge.data.transforms import Preprocessing
-    from tuneforge.models.frozen import VisualPrefixLM
+    from tuneforge.tasks.frozen.network import VisualPrefixLM
 
     torch.manual_seed(0)
     tokenizer, lm = load_language_model(str(tiny_llama))
@@ -297,7 +297,7 @@ def test_binding_episodes_bind_each_word_to_one_unseen_category():
 def test_interleaved_training_items_end_by_recalling_a_caption_from_context(tmp_path, twemoji_rows, tiny_llama):
     from tuneforge.data.captions import ImageText
     from tuneforge.data.transforms import Augmentation, Preprocessing
-    from tuneforge.tasks.frozen import PairDataset
+    from tuneforge.tasks.frozen.data import PairDataset
 
     config = config_from_dict(frozen_config(tmp_path, frozen={"interleaved": 3, "binding_data": None}))
     tokenizer, _ = load_language_model(str(tiny_llama))

@@ -18,7 +18,7 @@ from tuneforge.data.images import read_idx
 from tuneforge.errors import ConfigError
 from tuneforge.methods import Target, apply_method
 from tuneforge.models.vision import build_classifier
-from tuneforge.tasks.image_classification import load_image_splits
+from tuneforge.tasks.image_classification.recipe import load_image_splits
 
 
 def image_config(tmp_path, method: dict, max_examples: int = 1200, **sections) -> dict:

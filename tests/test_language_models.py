@@ -9,7 +9,7 @@ import tuneforge
 from tests.conftest import tiny_config
 from tuneforge.cli import main
 from tuneforge.errors import ConfigError
-from tuneforge.tasks.generator import GenerationSettings, LanguageModel
+from tuneforge.tasks.language_models.generator import GenerationSettings, LanguageModel
 
 
 @pytest.fixture(scope="module")

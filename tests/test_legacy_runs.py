@@ -84,3 +84,11 @@ def test_resumes_an_old_checkpoint(legacy, capsys):
     steps = [record["step"] for record in history if "train_loss" in record]
     assert steps[0] == 2 and steps[-1] == 30  # the old records kept, ten new steps after them
     assert "resumed from" in capsys.readouterr().err
+
+
+def test_latest_resume_refuses_a_changed_config(legacy, capsys):
+    """`--resume` alone finds the newest run of the config (here an old one) and refuses what breaks exactness."""
+    shutil.copytree(legacy / "lora-run", legacy / "runs" / "legacy-lora-20261201-214612")
+    assert main(["train", "lora-run/config.yaml", "train.batch_size=8", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "train.batch_size: 16 -> 8" in err and "--resume-force" in err

@@ -16,8 +16,9 @@ from tuneforge.config import config_from_dict
 from tuneforge.data.splits import load_splits
 from tuneforge.data.text import TokenizedTexts, encode_targets, tokenize
 from tuneforge.errors import ConfigError, RunError
-from tuneforge.tasks.language_model import _causal_nll, held_out_perplexity
-from tuneforge.tasks.text_classification import LabelSpace, _loss_from_probs, predict_probs
+from tuneforge.tasks.classification import LabelSpace, loss_from_probs
+from tuneforge.tasks.language_models.recipe import _causal_nll, held_out_perplexity
+from tuneforge.tasks.text_classification.recipe import predict_probs
 
 METHODS = {
     "lora": {"name": "lora", "r": 4},
@@ -39,7 +40,7 @@ def test_classifier_saves_reloads_and_merges(key, tiny_bert, rt_csv, tmp_path):
     model = tuneforge.load(run.dir)
     probs = model.predict_proba([e.text for e in test])
     targets = encode_targets([e.label for e in test], model.labels.names, False)
-    reloaded_loss = _loss_from_probs(probs, targets, LabelSpace(model.labels.names, False))
+    reloaded_loss = loss_from_probs(probs, targets, LabelSpace(model.labels.names, False))
     assert reloaded_loss == pytest.approx(run.metrics["test"]["loss"], abs=1e-5)  # identical outputs
     assert run.metrics["trainable_parameters"] < run.metrics["total_parameters"] / 5
     if key in MERGEABLE:
@@ -69,7 +70,7 @@ def test_causal_lm_saves_reloads_and_merges(key, tiny_llama, corpus, tmp_path):
 
 
 def validation_loss(model, run) -> float:
-    from tuneforge.tasks.causal_lm import prepare
+    from tuneforge.tasks.language_models.causal_lm import prepare
 
     config = config_from_dict(json.loads(json.dumps(run.config.to_dict())))
     data = prepare(config, tuneforge.load(run.dir).tokenizer)

@@ -13,34 +13,29 @@ from tuneforge.config import load_config
 from tuneforge.data.splits import load_splits
 
 
-@pytest.fixture
-def full_run(tiny_bert, rt_csv, tmp_path):
-    return tuneforge.train(tiny_config(tiny_bert, rt_csv, tmp_path))
-
-
-def test_run_directory_has_everything_a_user_opens(full_run):
-    names = {p.name for p in full_run.dir.iterdir()}
+def test_run_directory_has_everything_a_user_opens(trained_text_run):
+    names = {p.name for p in trained_text_run.dir.iterdir()}
     assert {"config.yaml", "metrics.json", "report.md", "model", "history.jsonl", "training_curves.png",
             "confusion_matrix.png", "label_distribution.png"} <= names
-    metrics = json.loads((full_run.dir / "metrics.json").read_text())
+    metrics = json.loads((trained_text_run.dir / "metrics.json").read_text())
     assert {"accuracy", "macro_f1", "weighted_f1", "confusion_matrix", "per_class"} <= set(metrics["test"])
     assert metrics["trainable_parameters"] == metrics["total_parameters"]
-    report = full_run.report.read_text()
+    report = trained_text_run.report.read_text()
     assert "Confusion matrix" in report and "positive" in report and "negative" in report
 
 
-def test_resolved_config_reruns_as_is(full_run):
-    config = load_config(full_run.dir / "config.yaml")
+def test_resolved_config_reruns_as_is(trained_text_run):
+    config = load_config(trained_text_run.dir / "config.yaml")
     assert config.method.name == "full" and config.train.batch_size == 16
 
 
-def test_reloaded_model_reproduces_the_reported_test_metrics(full_run):
-    config = load_config(full_run.dir / "config.yaml")
+def test_reloaded_model_reproduces_the_reported_test_metrics(trained_text_run):
+    config = load_config(trained_text_run.dir / "config.yaml")
     test = load_splits(config.data, config.seed).test
-    model = tuneforge.load(full_run.dir)
+    model = tuneforge.load(trained_text_run.dir)
     predicted = [p.label for p in model.predict([e.text for e in test])]
     accuracy = np.mean([p == e.label for p, e in zip(predicted, test, strict=True)])
-    assert accuracy == pytest.approx(full_run.metrics["test"]["accuracy"], abs=1e-9)
+    assert accuracy == pytest.approx(trained_text_run.metrics["test"]["accuracy"], abs=1e-9)
     probabilities = model.predict(["a wonderful film"])[0].probabilities
     assert set(probabilities) == {"negative", "positive"} and sum(probabilities.values()) == pytest.approx(1)
 
@@ -64,9 +59,9 @@ def test_gradient_accumulation_steps_and_eval_points(tiny_bert, rt_csv, tmp_path
     assert run.metrics["fit"]["steps"] == 14
 
 
-def test_plain_transformers_loads_the_model_and_agrees(full_run, rt_rows):
+def test_plain_transformers_loads_the_model_and_agrees(trained_text_run, rt_rows):
     texts = [r["text"] for r in rt_rows[:20]]
-    folder = full_run.dir / "model"
+    folder = trained_text_run.dir / "model"
     plain = AutoModelForSequenceClassification.from_pretrained(folder).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder)
     assert plain.config.id2label == {0: "negative", 1: "positive"}
@@ -74,12 +69,11 @@ def test_plain_transformers_loads_the_model_and_agrees(full_run, rt_rows):
     with torch.no_grad():
         batch = tokenizer(texts, padding=True, truncation=True, max_length=32, return_tensors="pt")
         probs = torch.softmax(plain(**batch).logits, -1).numpy()
-    np.testing.assert_allclose(probs, tuneforge.load(full_run.dir).predict_proba(texts), atol=1e-5)
+    np.testing.assert_allclose(probs, tuneforge.load(trained_text_run.dir).predict_proba(texts), atol=1e-5)
 
 
-def test_lora_head_saved_with_adapter_and_merge_matches(tiny_bert, rt_csv, tmp_path, rt_rows):
-    config = tiny_config(tiny_bert, rt_csv, tmp_path, method={"name": "lora", "r": 4})
-    run = tuneforge.train(config)
+def test_lora_head_saved_with_adapter_and_merge_matches(trained_text_lora_run, rt_rows):
+    run = trained_text_lora_run  # the tiny BERT, LoRA r=4, one epoch
     assert (run.dir / "model" / "adapter_model.safetensors").is_file()
     model = tuneforge.load(run.dir)
     # the trained head is inside the adapter folder: the reloaded model gives the reported test results

@@ -15,7 +15,7 @@ __all__ = ["Image", "load", "train", "__version__"]
 def __getattr__(name: str):
     # ``tuneforge.Image`` (an image in a Frozen prompt) pulls in torch: imported on first use only.
     if name == "Image":
-        from tuneforge.tasks.frozen_model import Image
+        from tuneforge.tasks.frozen.model import Image
 
         return Image
     raise AttributeError(f"module 'tuneforge' has no attribute {name!r}")

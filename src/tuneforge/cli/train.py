@@ -59,8 +59,8 @@ def quickstart(args: argparse.Namespace) -> int:
 
 def compare(args: argparse.Namespace) -> int:
     """``tuneforge compare``: one config, several methods; exit 1 when any method failed."""
-    from tuneforge.compare import compare as compare_methods
-    from tuneforge.compare import format_table
+    from tuneforge.experiments.compare import compare as compare_methods
+    from tuneforge.experiments.compare import format_table
 
     per_method: dict[str, list[str]] = {}
     for item in args.set or []:

@@ -416,7 +416,7 @@ def read_unlabelled(path: Path, text_column: str) -> list[str]:
             raise DataError(f"{path}: not UTF-8 text (byte {error.start}); re-save it as UTF-8") from None
         texts = [line.strip() for line in lines if line.strip()]
     else:
-        from tuneforge.tasks.text_io import read_texts
+        from tuneforge.tasks.text_classification.files import read_texts
 
         _, texts = read_texts(path, text_column)  # an empty text is an error naming its row
     if not texts:

@@ -12,7 +12,6 @@ load it like a run. Formats:
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import tempfile
@@ -24,8 +23,9 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from tuneforge.compression.runtime import INT8_FILE, ONNX_FILE, int8_tensors, quantize_int8
 from tuneforge.errors import ConfigError, RunError
+from tuneforge.models.runtime import INT8_FILE, ONNX_FILE, int8_tensors, quantize_int8
+from tuneforge.runs import write_meta
 from tuneforge.tasks import open_run
 from tuneforge.tasks.merging import require_mergeable
 
@@ -89,7 +89,7 @@ def check_replaceable(out: Path, source: Path, force: bool) -> None:
 
 def _write_merged(model, run, folder: Path) -> None:
     if not hasattr(model, "save_merged"):  # a masked-LM run loads as its merged transformers model
-        from tuneforge.tasks.language_model import save_masked_lm
+        from tuneforge.tasks.language_models.recipe import save_masked_lm
 
         save_masked_lm(model, run, folder)
         return
@@ -110,7 +110,7 @@ def _write_classifier(classifier, source: Path, fmt: str, folder: Path) -> None:
     for code in source.glob("*.py"):  # a pruned model's own architecture file
         shutil.copy(code, folder / code.name)
     meta = classifier.meta | {"adapter": False, "format": fmt, "exported_from": str(source)}
-    (folder / "tuneforge.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    write_meta(folder, meta)
     print(f"export: {fmt} written in {time.perf_counter() - started:.1f} s", file=sys.stderr)
 
 

@@ -35,7 +35,8 @@ from tuneforge.compression.students import keep_layers, layer_stack
 from tuneforge.config import Config
 from tuneforge.data.text import PadCollator, SeededBatches, TokenizedTexts, encode_targets, tokenize
 from tuneforge.errors import ConfigError, RunError
-from tuneforge.runs import Run, open_run
+from tuneforge.runs import Run, write_meta
+from tuneforge.tasks import open_run
 from tuneforge.tasks.merging import require_mergeable
 
 METHODS = ("heads", "ffn", "layers", "magnitude")
@@ -45,16 +46,16 @@ IMPORTANCE_ROWS = 512  # training rows whose gradients rank heads and neurons
 def prune(run: str | Path, method: str, amount: float, out: str | Path | None = None, recover_epochs: float = 0,
           overrides: list[str] | None = None, force: bool = False) -> Run | Path:
     """Prune ``run``'s text classifier; a run directory when ``recover_epochs`` > 0, else a model folder."""
-    from tuneforge.api import load
 
     if method not in METHODS:
         raise ConfigError(f"--method: unknown method '{method}'; choose from {', '.join(METHODS)}")
     if not 0 < amount < 1:
         raise ConfigError(f"--amount: a fraction between 0 and 1 (0.3 = remove 30%), got {amount}")
-    source = open_run(run)
-    classifier = load(run)
-    if classifier.meta.get("task") != "text_classification" or classifier.meta.get("format", "pytorch") != "pytorch":
+    folder, task = open_run(run)
+    source = folder.model_dir
+    if not task.compressible or folder.format != "pytorch":
         raise ConfigError(f"{run}: pruning works on fp32 text-classification runs (prune first, then export)")
+    classifier = task.load(run)
     if method == "magnitude" and recover_epochs:
         raise ConfigError("--recover-epochs: fine-tuning would fill the zeroed weights again; magnitude pruning "
                           "is applied once, without recovery")
@@ -205,7 +206,7 @@ def _check_bert(model: nn.Module, method: str) -> None:
 
 def to_pruned_bert(model: nn.Module) -> nn.Module:
     """The same weights in ``PrunedBertForSequenceClassification``, whose layers may differ in width."""
-    from tuneforge.compression.pruned_bert import PrunedBertConfig, PrunedBertForSequenceClassification
+    from tuneforge.models.pruned_bert import PrunedBertConfig, PrunedBertForSequenceClassification
 
     if isinstance(model, PrunedBertForSequenceClassification):
         return copy.deepcopy(model)
@@ -219,7 +220,7 @@ def to_pruned_bert(model: nn.Module) -> nn.Module:
 
 def _rebuilt(model: nn.Module) -> nn.Module:
     """A fresh instance from the updated config, so saving and loading see exactly these shapes."""
-    from tuneforge.compression.pruned_bert import PrunedBertForSequenceClassification
+    from tuneforge.models.pruned_bert import PrunedBertForSequenceClassification
 
     fresh = PrunedBertForSequenceClassification(model.config)
     fresh.load_state_dict(model.state_dict())
@@ -349,4 +350,4 @@ def save_pruned(model: nn.Module, tokenizer, meta: dict, folder: Path) -> None:
     folder.mkdir(parents=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    (folder / "tuneforge.json").write_text(json.dumps(meta | {"adapter": False}, indent=2), encoding="utf-8")
+    write_meta(folder, meta | {"adapter": False})

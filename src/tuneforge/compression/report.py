@@ -9,7 +9,6 @@ batch 1 (p50/p95 over single texts, tokenization included) and throughput at bat
 from __future__ import annotations
 
 import csv
-import json
 import sys
 import time
 import zlib
@@ -19,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from tuneforge.errors import ConfigError, RunError
-from tuneforge.runs import open_run
+from tuneforge.runs import read_meta
+from tuneforge.tasks import open_run
 
 # variant -> what it is (the table's note)
 VARIANTS = {
@@ -62,7 +62,10 @@ def compress(run: str | Path, variants: list[str], out: str | Path | None = None
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ConfigError(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
-    source = open_run(run)
+    folder, task = open_run(run)
+    if not task.compressible:
+        raise ConfigError(f"{run}: compress measures text classifiers; a {task.name} run has no variants to build")
+    source = folder.model_dir
     texts, truth = labelled_test_split(source)  # before minutes of building: a run without one fails now
     out = Path(out) if out else source.parent / f"compress-{time.strftime('%Y%m%d-%H%M%S')}"
     if out.exists() and any(out.iterdir()):
@@ -105,7 +108,7 @@ def labelled_test_split(source: Path) -> tuple[list[str], np.ndarray]:
     if not config_path.is_file():
         raise RunError(f"{source}: no config.yaml beside the model, so its test split is unknown")
     config = load_config(config_path)
-    meta = json.loads((source / "tuneforge.json").read_text(encoding="utf-8"))
+    meta = read_meta(source)
     if meta.get("multi_label"):
         raise ConfigError("compress measures single-label classifiers (accuracy, macro F1)")
     test = load_splits(config.data, config.seed).test
@@ -118,11 +121,11 @@ def labelled_test_split(source: Path) -> tuple[list[str], np.ndarray]:
 def measure_all(folders: dict[str, Path], texts: list[str], truth: np.ndarray) -> list[Row]:
     from sklearn.metrics import f1_score
 
-    import tuneforge
+    from tuneforge.tasks import load
 
     rows, reference = [], None
     for variant, folder in folders.items():
-        model = tuneforge.load(folder)
+        model = load(folder)
         predicted = model.predict_proba(texts, batch_size=32).argmax(axis=1)
         reference = predicted if reference is None else reference
         accuracy = float((predicted == truth).mean())

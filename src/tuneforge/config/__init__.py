@@ -26,7 +26,7 @@ from tuneforge.config.methods import (
     PromptTuningConfig,
     TopKConfig,
 )
-from tuneforge.config.schema import TASK_NAMES, Config
+from tuneforge.config.schema import Config
 from tuneforge.config.serve import ServeConfig
 from tuneforge.config.tasks import FrozenConfig, ImageConfig, LMConfig, PromptConfig, SFTConfig
 from tuneforge.config.training import (
@@ -40,7 +40,6 @@ from tuneforge.config.training import (
 
 __all__ = [
     "METHOD_CONFIGS",
-    "TASK_NAMES",
     "AdaLoraConfig",
     "CheckpointConfig",
     "Config",

@@ -275,3 +275,13 @@ def read_idx(path: Path, expected_dims: int) -> np.ndarray:
         raise DataError(f"{path}: truncated or padded IDX file ({len(raw) - header:,} data bytes, "
                         f"{expected:,} expected for shape {shape})")
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(np.uint8 if dims == 3 else np.int64)
+
+
+def thumbnail(image: str | ArrayImage | Image.Image, side: int = 112) -> Image.Image:
+    """A Pillow image at most ``side`` pixels across for report grids; small images are enlarged with nearest
+    neighbours (crisp pixels, not blur)."""
+    image = open_image(image)
+    scale = side / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    tiny = max(image.size) < side
+    return image.resize(size, Image.Resampling.NEAREST if tiny else Image.Resampling.BILINEAR)

@@ -16,6 +16,7 @@ from tuneforge.runs.reader import META_FILE, RunFolder, read_meta, read_run, wri
 _LAZY = {
     "Run": "directories", "check_writable": "directories", "create_run_dir": "directories",
     "find_resume_point": "directories", "run_dir_for": "directories", "finish_run": "finish",
+    "RunReport": "finish", "write_run": "finish",
 }
 
 

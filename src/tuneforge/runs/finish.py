@@ -1,13 +1,15 @@
-"""Finishing a run: metrics.json, history, plots and report.md, the same for every task.
+"""Finishing a run: metrics.json, history, training curves and report.md, written the same way for every task.
 
-A task hands over its evaluation, history and extras, plus its own report ``images`` and ``sections``
-(and its next-step lines); the finisher writes the files every run has, so a run folder looks the same
-whatever trained it.
+``write_run`` is the one finisher: a task hands over its metrics and a ``RunReport`` (summary, headline metrics,
+notes, its own images and sections, its next-step lines) and gets the files every run has, so a run folder
+looks the same whatever trained it. ``finish_run`` builds that report for classifiers (label distribution,
+confusion matrix, thresholds).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tuneforge.config import Config
@@ -18,38 +20,57 @@ from tuneforge.methods import describe_trainable
 from tuneforge.runs.directories import Run
 
 
+@dataclass
+class RunReport:
+    """What a task says about its finished run in report.md."""
+
+    summary: dict[str, str]
+    headline: dict  # the metrics shown first (test split, else validation)
+    notes: list[str] = field(default_factory=list)
+    images: dict[str, str] = field(default_factory=dict)  # caption -> PNG path, after the training curves
+    sections: dict[str, str] = field(default_factory=dict)
+    usage: list[str] = field(default_factory=list)  # next-step commands (``Task.usage``)
+    distribution: dict | None = None  # classifiers: examples per label and split
+
+
+def write_run(run_dir: Path, config: Config, metrics: dict, history: list[dict] | None, report: RunReport) -> Run:
+    """metrics.json (with the task), history.jsonl and the training curves (for runs that trained), report.md with
+    a "Reproduce and use" section last; returns the Run."""
+    metrics = {"task": config.task, **metrics}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    images = {}
+    if history is not None:
+        (run_dir / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history), encoding="utf-8")
+        curves = plot_training_curves(history, run_dir / "training_curves.png", metric=config.eval.metric)
+        images["Training curves"] = str(curves)
+    sections = report.sections | {"Reproduce and use": "\n".join(
+        ["```bash", f"tuneforge train {run_dir}/config.yaml   # the same run again", *report.usage, "```"])}
+    write_report(run_dir / "report.md", title=f"tuneforge run {run_dir.name}", summary=report.summary,
+                 metrics=report.headline, distribution=report.distribution, data_notes=report.notes,
+                 images=images | report.images, extra_sections=sections)
+    return Run(run_dir, metrics)
+
+
 def finish_run(run_dir: Path, config: Config, splits, label_names: list[str], evaluation: dict[str, dict],
                history: list[dict], extras: dict, images: dict[str, str] | None = None,
                sections: dict[str, str] | None = None, usage: list[str] | None = None) -> Run:
-    """Write metrics.json, plots and report.md (plus a task's own ``images`` and ``sections``); return the Run.
-
-    ``usage``: the task's next-step command lines (``Task.usage``), shown under "Reproduce and use".
-    """
-    metrics = {"task": config.task, **evaluation, **extras, "labels": label_names}
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    (run_dir / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history), encoding="utf-8")
+    """A classifier's run: its metrics, label distribution and confusion matrix, plus the task's own ``images``
+    and ``sections`` and its next-step ``usage`` lines."""
     headline = evaluation.get("test") or evaluation["validation"]
     distribution = label_distribution(
         {"train": [e.label for e in splits.train], "validation": [e.label for e in splits.validation],
          "test": [e.label for e in splits.test]}
     )
-    images = _plots(run_dir, headline, label_names, history, distribution, config.eval.metric) | (images or {})
-    write_report(
-        run_dir / "report.md",
-        title=f"tuneforge run {run_dir.name}",
-        summary=_summary(config, extras, splits),
-        metrics=headline,
-        distribution=distribution,
-        data_notes=_data_notes(splits),
-        images=images,
-        extra_sections=(sections or {}) | _extra_sections(evaluation, run_dir, usage or []),
+    report = RunReport(
+        summary=_summary(config, extras, splits), headline=headline, notes=_data_notes(splits),
+        images=_plots(run_dir, headline, label_names, distribution) | (images or {}),
+        sections=(sections or {}) | _classifier_sections(evaluation), usage=usage or [], distribution=distribution,
     )
-    return Run(run_dir, metrics)
+    return write_run(run_dir, config, {**evaluation, **extras, "labels": label_names}, history, report)
 
 
-def _plots(run_dir: Path, headline: dict, labels: list[str], history: list[dict], distribution: dict,
-           metric: str) -> dict[str, str]:
-    images = {"Training curves": plot_training_curves(history, run_dir / "training_curves.png", metric=metric)}
+def _plots(run_dir: Path, headline: dict, labels: list[str], distribution: dict) -> dict[str, str]:
+    images = {}
     if "confusion_matrix" in headline:
         images["Confusion matrix"] = plot_confusion_matrix(headline["confusion_matrix"], labels,
                                                            run_dir / "confusion_matrix.png")
@@ -82,7 +103,7 @@ def _data_notes(splits) -> list[str]:
     return notes
 
 
-def _extra_sections(evaluation: dict[str, dict], run_dir: Path, usage: list[str]) -> dict[str, str]:
+def _classifier_sections(evaluation: dict[str, dict]) -> dict[str, str]:
     sections = {}
     if "subset_accuracy" in evaluation["validation"]:
         sections["Thresholds"] = ("Per-label decision thresholds were tuned on the validation split (stored in "
@@ -92,6 +113,4 @@ def _extra_sections(evaluation: dict[str, dict], run_dir: Path, usage: list[str]
         validation = evaluation["validation"]
         sections["Validation"] = (f"accuracy {validation['accuracy']:.4f}, macro F1 {validation['macro_f1']:.4f}, "
                                   f"loss {validation['loss']:.4f} (the headline numbers above are on the test split)")
-    sections["Reproduce and use"] = "\n".join(
-        ["```bash", f"tuneforge train {run_dir}/config.yaml   # the same run again", *usage, "```"])
     return sections

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from torch import nn
 
 from tuneforge.errors import ConfigError, RunError
+from tuneforge.runs import write_meta
 
 UNMERGEABLE = ("prefix_tuning", "prompt_tuning")  # their virtual tokens are extra inputs, not weights
 
@@ -35,4 +35,4 @@ def save_merged(model: nn.Module, tokenizer, meta: dict, folder: Path) -> None:
     merge_adapters(model, meta).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     merged_meta = meta | {"adapter": False, "method": f"{meta['method']} (merged)"}
-    (folder / "tuneforge.json").write_text(json.dumps(merged_meta, indent=2), encoding="utf-8")
+    write_meta(folder, merged_meta)

@@ -50,7 +50,7 @@ def add_routes(app: FastAPI, server: Server) -> None:
 
 
 def _classifier(served: ServedModel) -> Callable[[list], list]:
-    from tuneforge.tasks.text_classifier import TextClassifier
+    from tuneforge.tasks.text_classification.model import TextClassifier
 
     if isinstance(served.model, TextClassifier):
         # A micro-batch is split into length-sorted forward passes of TEXT_FORWARD_BATCH: texts from different

@@ -128,7 +128,7 @@ def _refuse_unsupported(body: SamplingFields) -> None:
 
 
 def _settings(body: SamplingFields, max_tokens: int | None, settings: ServeConfig):
-    from tuneforge.tasks.generator import GenerationSettings
+    from tuneforge.tasks.language_models.generator import GenerationSettings
 
     return GenerationSettings(max_new_tokens=inputs.check_max_tokens(max_tokens, settings),
                               temperature=body.temperature, top_p=body.top_p,

@@ -71,7 +71,7 @@ def add_routes(app: FastAPI, server: Server) -> None:
 
 
 def _frozen_image(image):
-    from tuneforge.tasks.frozen_model import Image
+    from tuneforge.tasks.frozen.model import Image
 
     return Image(image)
 

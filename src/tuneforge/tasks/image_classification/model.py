@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +12,10 @@ from torch import nn
 from tuneforge.data.image_batches import ImageDataset
 from tuneforge.data.transforms import Preprocessing
 from tuneforge.models.vision import build_classifier
-from tuneforge.runs import open_run
-from tuneforge.tasks.image_classification import predict_probs
+from tuneforge.runs import read_run, write_meta
+from tuneforge.tasks.classification import LabelSpace, Prediction
+from tuneforge.tasks.image_classification.recipe import predict_probs
 from tuneforge.tasks.merging import merge_adapters
-from tuneforge.tasks.text_classification import META_FILE, LabelSpace
-from tuneforge.tasks.text_classifier import Prediction
 
 
 class ImageClassifierModel:
@@ -32,8 +30,8 @@ class ImageClassifierModel:
 
     @classmethod
     def from_run(cls, path: str | Path) -> ImageClassifierModel:
-        folder = open_run(path)
-        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        opened = read_run(path)
+        folder, meta = opened.model_dir, opened.meta
         size, labels = meta["preprocessing"]["size"], len(meta["labels"])
         # Full weights replace every pretrained one, so only an adapter needs the ImageNet weights.
         model = build_classifier(meta["base_model"], labels, size, meta["dropout"], pretrained=meta["adapter"],
@@ -58,7 +56,7 @@ class ImageClassifierModel:
         save_file({k: v.contiguous() for k, v in merged.state_dict().items()}, str(folder / "model.safetensors"))
         meta = self.meta | {"adapter": False, "method": f"{self.meta['method']} (merged)" if self.meta["adapter"]
                             else self.meta["method"]}
-        (folder / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        write_meta(folder, meta)
 
     def predict(self, images: list[str | Path | Image.Image], batch_size: int = 64) -> list[Prediction]:
         if not images:

@@ -10,7 +10,7 @@ from tuneforge.data.chat import SFTCollator, encode_all, ensure_chat_template, l
 from tuneforge.errors import DataError
 from tuneforge.extensions import Extension
 from tuneforge.runs import Run
-from tuneforge.tasks.language_model import LMData, LMTask, run
+from tuneforge.tasks.language_models.recipe import LMData, LMTask, run
 
 SAMPLE_REPLIES = 8  # held-out prompts answered in the report
 
@@ -51,4 +51,4 @@ def prepare(config: Config, tokenizer) -> LMData:
                   splits["train"].lengths(), conversations.sources, notes, counts, samples)
 
 
-TASK = LMTask("sft", "AutoModelForCausalLM", "CAUSAL_LM", prepare, grouped_batches=True)
+TASK = LMTask("sft", "AutoModelForCausalLM", "CAUSAL_LM", prepare, grouped_batches=True, chat=True)

@@ -13,8 +13,8 @@ from tuneforge.config import Config
 from tuneforge.data.lm import MaskingCollator, load_documents, pack_masked
 from tuneforge.extensions import Extension
 from tuneforge.runs import Run
-from tuneforge.tasks.causal_lm import blocks_data
-from tuneforge.tasks.language_model import LMData, LMTask, run
+from tuneforge.tasks.language_models.causal_lm import blocks_data
+from tuneforge.tasks.language_models.recipe import LMData, LMTask, run
 
 
 def train(config: Config, resume: str | Path | None = None, resume_force: bool = False,

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from torch import nn
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from tuneforge.compression.runtime import load_exported
 from tuneforge.data.text import TokenizedTexts, tokenize
-from tuneforge.runs import open_run
+from tuneforge.models.runtime import load_exported
+from tuneforge.runs import read_run
+from tuneforge.tasks.classification import LabelSpace, Prediction, decide
 from tuneforge.tasks.merging import merge_adapters, save_merged
-from tuneforge.tasks.text_classification import META_FILE, LabelSpace, build_model, decide, predict_probs
-
-
-@dataclass
-class Prediction:
-    label: str | list[str]  # one label, or the list of labels over their thresholds (multi-label)
-    probabilities: dict[str, float]
+from tuneforge.tasks.text_classification.recipe import build_model, predict_probs
 
 
 class TextClassifier:
@@ -35,8 +28,8 @@ class TextClassifier:
 
     @classmethod
     def from_run(cls, path: str | Path) -> TextClassifier:
-        folder = open_run(path)
-        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        opened = read_run(path)
+        folder, meta = opened.model_dir, opened.meta
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
         if meta.get("format", "pytorch") != "pytorch":  # an export: int8 or ONNX (tuneforge export)
             return cls(load_exported(folder, meta["format"]), tokenizer, meta, folder)

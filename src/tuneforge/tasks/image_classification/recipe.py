@@ -11,7 +11,6 @@ The saved ``model/`` folder holds ``model.safetensors`` (or a PEFT adapter folde
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import PartialState
-from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import DataLoader, Subset
@@ -28,7 +26,7 @@ from tqdm.auto import tqdm
 from tuneforge.assets.datasets import check_dataset_task
 from tuneforge.config import Config
 from tuneforge.data.image_batches import EpochKeyedBatches, FeatureDataset, ImageDataset
-from tuneforge.data.images import ImageExample, open_image, read_images, resolve_image_files
+from tuneforge.data.images import ImageExample, read_images, resolve_image_files, thumbnail
 from tuneforge.data.splits import load_splits
 from tuneforge.data.text import encode_targets
 from tuneforge.data.transforms import Augmentation, Preprocessing
@@ -40,15 +38,9 @@ from tuneforge.evaluation.plots import plot_image_grid, plot_per_class_accuracy
 from tuneforge.extensions import Extension, Extensions, TaskContext
 from tuneforge.methods import Target, apply_method, count_parameters, describe_trainable
 from tuneforge.models.vision import build_classifier, check_vision_model
-from tuneforge.runs import Run, finish_run, run_dir_for
+from tuneforge.runs import Run, finish_run, run_dir_for, write_meta
 from tuneforge.tasks import TASKS
-from tuneforge.tasks.text_classification import (
-    META_FILE,
-    LabelSpace,
-    check_metric,
-    make_loss,
-    score,
-)
+from tuneforge.tasks.classification import LabelSpace, check_metric, make_loss, score
 
 IMAGE_METHODS = ("full", "freeze", "topk", "lora")
 WRONG_SHOWN = 16
@@ -225,7 +217,7 @@ def save_model(model: nn.Module, folder: Path, config: Config, label_names: list
         # built-in IDX data names its integer classes (fashion-mnist); `eval --data` on IDX files needs the names
         "idx_class_names": resolve_image_files(config.data)[1],
     }
-    (folder / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    write_meta(folder, meta)
 
 
 def image_report(examples: list[ImageExample], probs: np.ndarray, metrics: dict, label_names: list[str],
@@ -239,7 +231,7 @@ def image_report(examples: list[ImageExample], probs: np.ndarray, metrics: dict,
                          for name, value in rows])
     images = {"Per-class accuracy": str(plot_per_class_accuracy(accuracy, out_dir / "per_class_accuracy.png"))}
     wrong = confidently_wrong(examples, probs, label_names)
-    grid = plot_image_grid([_display(e) for e, _, _ in wrong],
+    grid = plot_image_grid([thumbnail(e.image) for e, _, _ in wrong],
                            [f"true: {e.label}\npred: {p} ({c:.2f})" for e, p, c in wrong],
                            out_dir / "confidently_wrong.png", title=f"Most confidently wrong ({split} split)")
     images["Most confidently wrong images"] = str(grid)
@@ -258,9 +250,3 @@ def confidently_wrong(examples: list[ImageExample], probs: np.ndarray, label_nam
     return [(examples[i], label_names[predicted[i]], float(probs[i, predicted[i]])) for i in wrong[:limit]]
 
 
-def _display(example: ImageExample, side: int = 112):
-    image = open_image(example.image)
-    scale = side / max(image.size)
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    tiny = max(image.size) < side  # enlarge small images with nearest neighbours: crisp pixels, not blur
-    return image.resize(size, Image.Resampling.NEAREST if tiny else Image.Resampling.BILINEAR)

@@ -9,10 +9,9 @@ from tuneforge.data.images import IMAGE_SUFFIXES, check_image_file, read_images,
 from tuneforge.data.readers import read_columns
 from tuneforge.data.text import encode_targets
 from tuneforge.errors import DataError, TuneforgeError
-from tuneforge.tasks.image_classification import image_report
-from tuneforge.tasks.image_classifier import ImageClassifierModel
-from tuneforge.tasks.text_classification import score
-from tuneforge.tasks.text_io import eval_dir, usable_examples, write_evaluation
+from tuneforge.tasks.classification import eval_dir, score, usable_examples, write_evaluation
+from tuneforge.tasks.image_classification.model import ImageClassifierModel
+from tuneforge.tasks.image_classification.recipe import image_report
 
 MAX_LISTED = 20
 

@@ -7,10 +7,8 @@ LoRA) plus ``tuneforge.json`` with what transformers has no slot for (thresholds
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from tuneforge.assets import MODELS, resolve_model
+from tuneforge.assets import MODELS, portable_model_name, resolve_model
 from tuneforge.assets.datasets import check_dataset_task
 from tuneforge.config import Config
 from tuneforge.data.readers import Example
@@ -35,21 +33,12 @@ from tuneforge.engine.loop import fit, planned_steps
 from tuneforge.engine.setup import apply_memory_settings, make_accelerator, process_state, seed_everything
 from tuneforge.engine.sharding import gather_rows, my_share
 from tuneforge.errors import ConfigError, RegistryError
-from tuneforge.evaluation.metrics import classification_metrics, multilabel_metrics, tune_thresholds
+from tuneforge.evaluation.metrics import tune_thresholds
 from tuneforge.extensions import Extension, Extensions, TaskContext
 from tuneforge.methods import Target, apply_method, count_parameters, describe_trainable, head_module_names
-from tuneforge.runs import Run, finish_run, run_dir_for
+from tuneforge.runs import Run, finish_run, run_dir_for, write_meta
 from tuneforge.tasks import TASKS
-
-META_FILE = "tuneforge.json"
-LogitsFn = Callable[[nn.Module, dict], torch.Tensor]
-
-
-@dataclass
-class LabelSpace:
-    names: list[str]
-    multi_label: bool
-
+from tuneforge.tasks.classification import LabelSpace, check_metric, loss_from_probs, make_loss, score
 
 # --------------------------------------------------------------------------- the recipe
 
@@ -79,10 +68,8 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
     context.tokenizer = tokenizer
     _check_max_length(model, config.data.max_length)
     apply_memory_settings(model, config)
-    datasets = {
-        name: _dataset(rows, tokenizer, labels, config.data.max_length)
-        for name, rows in (("train", splits.train), ("validation", splits.validation), ("test", splits.test))
-    }
+    datasets = {name: _dataset(rows, tokenizer, labels, config.data.max_length)
+                for name, rows in (("train", splits.train), ("validation", splits.validation), ("test", splits.test))}
     datasets["train"] = hooks.train_data(datasets["train"], context)
     context.datasets = datasets
     pad_id = tokenizer.pad_token_id or 0
@@ -96,17 +83,9 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
     run_dir, checkpoint = run_dir_for(config, resume, resume_force, processes)
 
     accelerator = make_accelerator(config, run_dir)
-    loss_fn = make_loss(labels, datasets["train"].targets if config.train.class_weights == "auto" else None)
-
-    def evaluate_validation(model: nn.Module) -> dict[str, float]:
-        # unwrapped: a DDP forward broadcasts buffers, a collective that ranks doing different numbers
-        # of evaluation batches would never complete
-        probs = predict_probs(accelerator.unwrap_model(model), datasets["validation"], pad_id,
-                              config.eval.batch_size, labels.multi_label)
-        metrics = score(probs, datasets["validation"].targets, labels, thresholds=None)
-        metrics["loss"] = _loss_from_probs(probs, datasets["validation"].targets, labels)
-        return {k: v for k, v in metrics.items() if isinstance(v, float)}
-
+    loss_fn = make_loss(labels, datasets["train"].targets if config.train.class_weights == "auto" else None,
+                        logits_of=text_logits)
+    evaluate_validation = _validation_scorer(accelerator, datasets["validation"], pad_id, config, labels)
     result = fit(model, train_loader, loss_fn, evaluate_validation, config, accelerator, heads, run_dir=run_dir,
                  resume=checkpoint, extensions=extensions, context=context,
                  row_ids=lambda indices: [_row_source(splits.train, i) for i in indices])
@@ -123,19 +102,21 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
                       usage=TASKS.get(config.task).usage(run_dir))
 
 
+def _validation_scorer(accelerator, dataset: TokenizedTexts, pad_id: int, config: Config, labels: LabelSpace):
+    def evaluate_validation(model: nn.Module) -> dict[str, float]:
+        # unwrapped: a DDP forward broadcasts buffers, a collective that ranks doing different numbers
+        # of evaluation batches would never complete
+        probs = predict_probs(accelerator.unwrap_model(model), dataset, pad_id, config.eval.batch_size,
+                              labels.multi_label)
+        metrics = score(probs, dataset.targets, labels, thresholds=None)
+        metrics["loss"] = loss_from_probs(probs, dataset.targets, labels)
+        return {k: v for k, v in metrics.items() if isinstance(v, float)}
+
+    return evaluate_validation
+
+
 def _row_source(rows: list[Example], index: int) -> str:
     return rows[index].source if index < len(rows) else f"unlabelled text {index - len(rows) + 1}"
-
-
-def check_metric(metric: str, labels: LabelSpace) -> None:
-    """Refuse an unknown ``eval.metric`` before training, not at the first evaluation."""
-    if labels.multi_label:  # the metric names come from the metric functions themselves
-        sample = multilabel_metrics(np.eye(2, dtype=int), np.eye(2, dtype=int), ["a", "b"])
-    else:
-        sample = classification_metrics([0, 1], [0, 1], ["a", "b"])
-    available = [k for k, v in sample.items() if isinstance(v, float)] + ["loss"]
-    if metric not in available:
-        raise ConfigError(f"eval.metric: unknown metric '{metric}'; available: {', '.join(available)}")
 
 
 def _check_max_length(model: nn.Module, max_length: int) -> None:
@@ -171,29 +152,6 @@ def build_model(name: str, labels: LabelSpace) -> tuple:
 
 def text_logits(model: nn.Module, batch: dict) -> torch.Tensor:
     return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-
-
-def make_loss(labels: LabelSpace, weight_targets: torch.Tensor | None, logits_of: LogitsFn = text_logits):
-    """Cross-entropy (single-label) or BCE (multi-label), optionally weighted by inverse frequency."""
-    if labels.multi_label:
-        pos_weight = None
-        if weight_targets is not None:
-            positives = weight_targets.sum(0).clamp(min=1)
-            pos_weight = (len(weight_targets) - positives) / positives
-        criterion: nn.Module = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
-    else:
-        weight = None
-        if weight_targets is not None:
-            counts = torch.bincount(weight_targets, minlength=len(labels.names)).float().clamp(min=1)
-            weight = counts.sum() / (len(counts) * counts)
-        criterion = nn.CrossEntropyLoss(weight=weight)
-
-    def loss_fn(model: nn.Module, batch: dict) -> torch.Tensor:
-        logits = logits_of(model, batch)
-        # .to() is a no-op after the first call; the class weights follow the model to its device
-        return criterion.to(logits.device)(logits.float(), batch["labels"].to(logits.device))
-
-    return loss_fn
 
 
 # --------------------------------------------------------------------------- data plumbing
@@ -242,29 +200,6 @@ def predict_probs(model: nn.Module, dataset: TokenizedTexts, pad_id: int, batch_
 # --------------------------------------------------------------------------- scoring
 
 
-def decide(probs: np.ndarray, multi_label: bool, thresholds: list[float] | None) -> np.ndarray:
-    """Predicted class ids (N,) or multi-hot rows (N, L); a label is on when prob >= its threshold."""
-    if not multi_label:
-        return probs.argmax(axis=1)
-    limits = np.asarray(thresholds if thresholds is not None else [0.5] * probs.shape[1])
-    return (probs >= limits).astype(int)
-
-
-def score(probs: np.ndarray, targets: torch.Tensor, labels: LabelSpace, thresholds: list[float] | None) -> dict:
-    predicted = decide(probs, labels.multi_label, thresholds)
-    if labels.multi_label:
-        return multilabel_metrics(targets.numpy().astype(int), predicted, labels.names)
-    return classification_metrics(targets.tolist(), predicted.tolist(), labels.names)
-
-
-def _loss_from_probs(probs: np.ndarray, targets: torch.Tensor, labels: LabelSpace) -> float:
-    p = np.clip(probs, 1e-7, 1 - 1e-7)
-    if labels.multi_label:
-        t = targets.numpy()
-        return float(-(t * np.log(p) + (1 - t) * np.log(1 - p)).mean())
-    return float(-np.log(p[np.arange(len(p)), targets.numpy()]).mean())
-
-
 def _final_evaluation(model, datasets: dict[str, TokenizedTexts], pad_id: int, config: Config,
                       labels: LabelSpace) -> tuple[dict[str, dict], list[float] | None]:
     """Metrics of the best model on validation and test; multi-label thresholds tuned on validation."""
@@ -279,7 +214,7 @@ def _final_evaluation(model, datasets: dict[str, TokenizedTexts], pad_id: int, c
     evaluation = {}
     for split, split_probs in probs.items():
         evaluation[split] = score(split_probs, datasets[split].targets, labels, thresholds)
-        evaluation[split]["loss"] = _loss_from_probs(split_probs, datasets[split].targets, labels)
+        evaluation[split]["loss"] = loss_from_probs(split_probs, datasets[split].targets, labels)
     return evaluation, thresholds
 
 
@@ -293,8 +228,8 @@ def save_model(model: nn.Module, tokenizer, folder: Path, config: Config, labels
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     meta = {
-        "task": "text_classification",
-        "base_model": _portable_model_name(config.model.name),
+        "task": config.task,
+        "base_model": portable_model_name(config.model.name),
         "method": config.method.name,
         "adapter": hasattr(model, "peft_config"),
         "labels": labels.names,
@@ -305,11 +240,6 @@ def save_model(model: nn.Module, tokenizer, folder: Path, config: Config, labels
         "label_column": config.data.label_column,
         "label_separator": config.data.label_separator,
     }
-    (folder / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    write_meta(folder, meta)
 
 
-def _portable_model_name(name: str) -> str:
-    """A registered name as is; a local folder as an absolute path, so reloading works from anywhere."""
-    if name not in MODELS and Path(name).expanduser().is_dir():
-        return str(Path(name).expanduser().resolve())
-    return name

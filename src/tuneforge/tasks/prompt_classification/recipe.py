@@ -12,7 +12,6 @@ examples, the base model), so ``tuneforge predict`` and ``eval`` work on it like
 
 from __future__ import annotations
 
-import json
 import random
 import sys
 from collections.abc import Sequence
@@ -24,20 +23,19 @@ import torch
 from accelerate import PartialState
 from tqdm.auto import tqdm
 
+from tuneforge.assets import portable_model_name
 from tuneforge.config import Config
 from tuneforge.data.readers import Example
 from tuneforge.data.splits import load_splits
 from tuneforge.errors import ConfigError
 from tuneforge.evaluation.metrics import classification_metrics
 from tuneforge.evaluation.plots import plot_confusion_matrix
-from tuneforge.evaluation.report import write_report
-from tuneforge.runs import Run, create_run_dir, open_run
-from tuneforge.tasks.causal_lm import TASK as CAUSAL_LM
-from tuneforge.tasks.language_model import build_lm
-from tuneforge.tasks.text_classification import LabelSpace
-from tuneforge.tasks.text_classifier import Prediction
-
-META_FILE = "tuneforge.json"
+from tuneforge.runs import Run, create_run_dir, read_run, write_meta
+from tuneforge.runs.finish import RunReport, write_run
+from tuneforge.tasks import TASKS
+from tuneforge.tasks.classification import LabelSpace, Prediction
+from tuneforge.tasks.language_models.causal_lm import TASK as CAUSAL_LM
+from tuneforge.tasks.language_models.recipe import build_lm
 
 
 @dataclass
@@ -86,12 +84,11 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
     run_dir = create_run_dir(config)
     model_dir = run_dir / "model"
     model_dir.mkdir()
-    (model_dir / META_FILE).write_text(json.dumps(classifier.meta, indent=2), encoding="utf-8")
-    metrics = {"task": config.task, split_name: headline, "by_shots": by_shots, "labels": labels,
+    write_meta(model_dir, classifier.meta)
+    metrics = {split_name: headline, "by_shots": by_shots, "labels": labels,
                "trainable_parameters": 0, "total_parameters": sum(p.numel() for p in model.parameters())}
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    _report(run_dir, config, spec, classifier, headline, by_shots, split_name, splits)
-    return Run(run_dir, metrics)
+    report = _report(run_dir, config, spec, classifier, headline, by_shots, split_name, splits)
+    return write_run(run_dir, config, metrics, None, report)
 
 
 def label_words(config: Config, labels: list[str]) -> dict[str, str]:
@@ -130,10 +127,9 @@ def draw_demos(train: list[Example], count: int, config: Config) -> list[dict]:
 
 
 def _meta(config: Config, spec: PromptSpec, labels: list[str], pool: list[dict]) -> dict:
-    from tuneforge.tasks.text_classification import _portable_model_name
 
     return {
-        "task": "prompt_classification", "base_model": _portable_model_name(config.model.name),
+        "task": "prompt_classification", "base_model": portable_model_name(config.model.name),
         "method": "prompting (no training)", "adapter": False, "labels": labels, "multi_label": False,
         "thresholds": None, "template": spec.template, "label_words": spec.label_words,
         "instruction": spec.instruction, "shots": config.prompt.shots, "eval_shots": config.prompt.eval_shots,
@@ -159,8 +155,8 @@ class PromptClassifier:
 
     @classmethod
     def from_run(cls, path: str | Path) -> PromptClassifier:
-        folder = open_run(path)
-        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        opened = read_run(path)
+        folder, meta = opened.model_dir, opened.meta
         tokenizer, model, _ = build_lm(meta["base_model"], CAUSAL_LM)
         spec = PromptSpec(meta["template"], meta["label_words"], meta["instruction"])
         return cls(model, tokenizer, spec, meta["labels"], meta["demos"], meta["shots"], meta, folder)
@@ -277,7 +273,7 @@ def _plot_shots(by_shots: dict[str, dict], path: Path) -> Path:
 
 
 def _report(run_dir: Path, config: Config, spec: PromptSpec, classifier: PromptClassifier, headline: dict,
-            by_shots: dict, split_name: str, splits) -> None:
+            by_shots: dict, split_name: str, splits) -> RunReport:
     images = {"Accuracy by k": str(_plot_shots(by_shots, run_dir / "accuracy_by_shots.png")),
               "Confusion matrix": str(plot_confusion_matrix(headline["confusion_matrix"], classifier.labels.names,
                                                             run_dir / "confusion_matrix.png"))}
@@ -292,8 +288,5 @@ def _report(run_dir: Path, config: Config, spec: PromptSpec, classifier: PromptC
     sections = {
         "Accuracy by number of in-context examples": _shots_table(by_shots),
         "Prompt": f"An example prompt (k = {min(2, config.prompt.shots)}):\n\n```text\n{example}\n```",
-        "Use it": (f"```bash\ntuneforge predict {run_dir} \"some text\"\n"
-                   f"tuneforge eval {run_dir} --data labelled.csv\n```"),
     }
-    write_report(run_dir / "report.md", title=f"tuneforge run {run_dir.name}", summary=summary, metrics=headline,
-                 images=images, extra_sections=sections)
+    return RunReport(summary, headline, images=images, sections=sections, usage=TASKS.get(config.task).usage(run_dir))

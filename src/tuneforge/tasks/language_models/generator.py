@@ -8,7 +8,6 @@ text that could be the start of one is held back until it is clear that it is no
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from tuneforge.assets import resolve_model
 from tuneforge.errors import ConfigError, RunError
-from tuneforge.runs import open_run
+from tuneforge.tasks import open_run
 from tuneforge.tasks.merging import merge_adapters, save_merged
 
 Messages = list[dict[str, str]]
@@ -66,10 +65,10 @@ class LanguageModel:
 
     @classmethod
     def from_run(cls, path: str | Path) -> LanguageModel:
-        folder = open_run(path)
-        meta = json.loads((folder / "tuneforge.json").read_text(encoding="utf-8"))
-        if meta["task"] not in ("causal_lm", "sft"):
-            raise RunError(f"{path}: a {meta['task']} run does not generate text; use a causal_lm or sft run")
+        run, task = open_run(path)
+        folder, meta = run.model_dir, run.meta
+        if not task.generates:
+            raise RunError(f"{path}: a {task.name} run does not generate text; use a causal_lm or sft run")
         tokenizer = AutoTokenizer.from_pretrained(folder)
         if meta["adapter"]:
             from peft import PeftModel
@@ -232,16 +231,3 @@ class _StopAwareStream(BaseStreamer):
         if len(self.text) > self.shown:
             self.on_text(self.text[self.shown :])
             self.shown = len(self.text)
-
-
-def evaluate_run(run_dir: str | Path, request) -> str:
-    """``tuneforge eval`` for causal-LM and SFT runs: perplexity on new text."""
-    from tuneforge.errors import TuneforgeError
-    from tuneforge.tasks.language_model import text_perplexity
-
-    if request.data is None:
-        raise TuneforgeError("--data is required: the labelled data (or text) to evaluate on")
-    model = LanguageModel.from_run(run_dir)
-    result = text_perplexity(model, Path(request.data), request.text_column or "text", request.on_bad_rows)
-    return (f"perplexity {result['perplexity']:.2f} (loss {result['loss']:.4f} nats/token) over "
-            f"{int(result['tokens']):,} tokens of {request.data}")

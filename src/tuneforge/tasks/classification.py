@@ -1,37 +1,103 @@
-"""Files in and out of a trained text classifier: texts to predict, labelled data to evaluate."""
+"""What every classification task shares: label spaces, losses, decisions and scores, predictions, and the files
+of predicting and evaluating on new data (text, image and prompt classification alike)."""
 
 from __future__ import annotations
 
 import csv
 import json
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from tuneforge.data.readers import ReadResult, read_columns, read_examples
+import numpy as np
+import torch
+from torch import nn
+
+from tuneforge.data.readers import ReadResult
 from tuneforge.data.splits import only_known_labels
-from tuneforge.data.text import encode_targets
 from tuneforge.data.validation import check_unseen_labels, count_bad_rows, format_problems
-from tuneforge.errors import DataError, TuneforgeError
+from tuneforge.errors import ConfigError, DataError, TuneforgeError
+from tuneforge.evaluation.metrics import classification_metrics, multilabel_metrics
 from tuneforge.evaluation.plots import plot_confusion_matrix
 from tuneforge.evaluation.report import write_report
-from tuneforge.tasks.text_classification import score
-from tuneforge.tasks.text_classifier import Prediction, TextClassifier
 
-if TYPE_CHECKING:
-    from tuneforge.tasks.prompt_classification import PromptClassifier
+# --------------------------------------------------------------------------- labels, losses, scores
 
 
-def read_texts(path: Path, column: str) -> tuple[list[dict], list[str]]:
-    """Every row of a file and its texts; unreadable rows or empty texts are an error naming the rows."""
-    columns, rows = read_columns(path, max_rows=None, strict=True)
-    if column not in columns:
-        raise DataError(f"{path}: no column '{column}' (columns: {', '.join(columns)}); pass --text-column")
-    empty = [i + 1 for i, row in enumerate(rows) if row.get(column) is None or not str(row[column]).strip()]
-    if empty:
-        shown = ", ".join(map(str, empty[:20])) + (f" and {len(empty) - 20} more" if len(empty) > 20 else "")
-        raise DataError(f"{path}: empty text in column '{column}' at data row(s) {shown}")
-    return rows, [str(row[column]) for row in rows]
+LogitsFn = Callable[[nn.Module, dict], torch.Tensor]
+
+
+@dataclass
+class LabelSpace:
+    names: list[str]
+    multi_label: bool
+
+
+def check_metric(metric: str, labels: LabelSpace) -> None:
+    """Refuse an unknown ``eval.metric`` before training, not at the first evaluation."""
+    if labels.multi_label:  # the metric names come from the metric functions themselves
+        sample = multilabel_metrics(np.eye(2, dtype=int), np.eye(2, dtype=int), ["a", "b"])
+    else:
+        sample = classification_metrics([0, 1], [0, 1], ["a", "b"])
+    available = [k for k, v in sample.items() if isinstance(v, float)] + ["loss"]
+    if metric not in available:
+        raise ConfigError(f"eval.metric: unknown metric '{metric}'; available: {', '.join(available)}")
+
+
+def make_loss(labels: LabelSpace, weight_targets: torch.Tensor | None, logits_of: LogitsFn):
+    """Cross-entropy (single-label) or BCE (multi-label), optionally weighted by inverse frequency."""
+    if labels.multi_label:
+        pos_weight = None
+        if weight_targets is not None:
+            positives = weight_targets.sum(0).clamp(min=1)
+            pos_weight = (len(weight_targets) - positives) / positives
+        criterion: nn.Module = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    else:
+        weight = None
+        if weight_targets is not None:
+            counts = torch.bincount(weight_targets, minlength=len(labels.names)).float().clamp(min=1)
+            weight = counts.sum() / (len(counts) * counts)
+        criterion = nn.CrossEntropyLoss(weight=weight)
+
+    def loss_fn(model: nn.Module, batch: dict) -> torch.Tensor:
+        logits = logits_of(model, batch)
+        # .to() is a no-op after the first call; the class weights follow the model to its device
+        return criterion.to(logits.device)(logits.float(), batch["labels"].to(logits.device))
+
+    return loss_fn
+
+
+def decide(probs: np.ndarray, multi_label: bool, thresholds: list[float] | None) -> np.ndarray:
+    """Predicted class ids (N,) or multi-hot rows (N, L); a label is on when prob >= its threshold."""
+    if not multi_label:
+        return probs.argmax(axis=1)
+    limits = np.asarray(thresholds if thresholds is not None else [0.5] * probs.shape[1])
+    return (probs >= limits).astype(int)
+
+
+def score(probs: np.ndarray, targets: torch.Tensor, labels: LabelSpace, thresholds: list[float] | None) -> dict:
+    predicted = decide(probs, labels.multi_label, thresholds)
+    if labels.multi_label:
+        return multilabel_metrics(targets.numpy().astype(int), predicted, labels.names)
+    return classification_metrics(targets.tolist(), predicted.tolist(), labels.names)
+
+
+def loss_from_probs(probs: np.ndarray, targets: torch.Tensor, labels: LabelSpace) -> float:
+    p = np.clip(probs, 1e-7, 1 - 1e-7)
+    if labels.multi_label:
+        t = targets.numpy()
+        return float(-(t * np.log(p) + (1 - t) * np.log(1 - p)).mean())
+    return float(-np.log(p[np.arange(len(p)), targets.numpy()]).mean())
+
+
+@dataclass
+class Prediction:
+    label: str | list[str]  # one label, or the list of labels over their thresholds (multi-label)
+    probabilities: dict[str, float]
+
+
+# --------------------------------------------------------------------------- files of new data
 
 
 def check_output(out: Path, source: Path | None, force: bool, suffix: str = ".csv") -> None:
@@ -60,28 +126,6 @@ def write_predictions(out: Path, rows: list[dict], predictions: list[Prediction]
             probs = [f"{prediction.probabilities[name]:.6f}" for name in labels]
             writer.writerow([row.get(f) for f in fields] + [label] + probs)
     partial.replace(out)
-
-
-def evaluate_file(model: TextClassifier | PromptClassifier, path: Path, out: Path | None, text_column: str | None,
-                  label_column: str | None, on_bad_rows: str = "error", force: bool = False) -> tuple[dict, Path]:
-    """Score a trained run on new labelled data and write the same report as training does."""
-    meta = model.meta
-    out_dir = eval_dir(model.source, path, out, force)
-    result = read_examples(path, text_column or meta["text_column"], label_column or meta["label_column"],
-                           multi_label=meta["multi_label"], label_separator=meta.get("label_separator", "|"))
-    examples, problems = usable_examples(result, meta["labels"], path, on_bad_rows)
-
-    probs = model.predict_proba([e.text for e in examples])
-    targets = encode_targets([e.label for e in examples], meta["labels"], meta["multi_label"])
-    metrics = score(probs, targets, model.labels, meta.get("thresholds"))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    images, sections = {}, {}
-    if hasattr(model, "extra_evaluation"):  # e.g. prompting: accuracy for each number of examples
-        extra, sections, images = model.extra_evaluation(examples, out_dir)
-        metrics |= extra
-    write_evaluation(out_dir, model.source, path, metrics, meta["labels"], len(examples), problems, images,
-                     sections)
-    return metrics, out_dir
 
 
 def usable_examples(result: ReadResult, labels: list[str], path: Path, on_bad_rows: str,
@@ -120,15 +164,3 @@ def eval_dir(source: Path, data: Path, out: Path | None = None, force: bool = Fa
         return out
     run_dir = source.parent if source.name == "model" else source
     return run_dir / f"eval-{data.stem or data.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def evaluate_run(run_dir: str | Path, request) -> str:
-    """``tuneforge eval`` for text classifiers (trained or prompted): the metrics table and the report's path."""
-    from tuneforge.evaluation.metrics import format_metrics_table
-    from tuneforge.tasks import load
-
-    if request.data is None:
-        raise TuneforgeError("--data is required: the labelled data (or text) to evaluate on")
-    metrics, out_dir = evaluate_file(load(run_dir), Path(request.data), request.out, request.text_column,
-                                     request.label_column, request.on_bad_rows, request.force)
-    return f"{format_metrics_table(metrics)}\n\nreport: {out_dir / 'report.md'}"

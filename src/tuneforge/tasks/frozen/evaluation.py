@@ -17,8 +17,8 @@ from tqdm.auto import tqdm
 
 from tuneforge.data.captions import ImageText
 from tuneforge.data.images import open_image
-from tuneforge.tasks.frozen import BINDING_QUESTION  # one wording for training and evaluation
-from tuneforge.tasks.frozen_model import FrozenModel, Image
+from tuneforge.tasks.frozen.data import BINDING_QUESTION  # one wording for training and evaluation
+from tuneforge.tasks.frozen.model import FrozenModel, Image
 
 NONSENSE_WORDS = ("dax", "blicket", "wug", "zib", "toma", "fep", "kiki", "lorp")
 _WORD = re.compile(r"[a-z0-9]+")
@@ -174,8 +174,8 @@ def vqa_accuracy(model: FrozenModel, test: list[ImageText], solved: list[ImageTe
 def sample_captions(model: FrozenModel, rows: list[ImageText], path: Path, max_new_tokens: int, vqa: bool = False,
                     question_template: str = "Q: {question} A:") -> dict:
     """Generated captions (answers) for a few held-out images, next to the true ones: a table and a PNG grid."""
+    from tuneforge.data.images import thumbnail
     from tuneforge.evaluation.plots import plot_image_grid
-    from tuneforge.tasks.image_classification import _display
 
     prompts = [[Image(row.image)] + ([question_template.replace("{question}", row.text)] if vqa else [])
                for row in rows]
@@ -183,7 +183,7 @@ def sample_captions(model: FrozenModel, rows: list[ImageText], path: Path, max_n
     truth = [row.answer if vqa else row.text for row in rows]
     titles = [f"{'Q: ' + row.text + chr(10) if vqa else ''}true: {t}\nmodel: {g}"
               for row, t, g in zip(rows, truth, generated, strict=True)]
-    image = plot_image_grid([_display(row) for row in rows], [_wrap(t) for t in titles], path,
+    image = plot_image_grid([thumbnail(row.image) for row in rows], [_wrap(t) for t in titles], path,
                             title="Held-out images: true vs generated")
     table = "| image | true | generated |\n|---|---|---|\n" + "\n".join(
         f"| {Path(row.image).name} | {_cell(t)} | {_cell(g)} |"
@@ -254,7 +254,7 @@ def evaluate_run(run_dir: str | Path, blind_run: str | Path | None = None, bindi
 def held_out_perplexities(model: FrozenModel, config, blind_run: str | Path | None) -> dict:
     """The run's test (else validation) caption perplexity, and a blind run's on the very same pairs."""
     from tuneforge.data.captions import load_image_text_splits
-    from tuneforge.tasks.frozen import PairDataset, caption_perplexity
+    from tuneforge.tasks.frozen.data import PairDataset, caption_perplexity
 
     splits = load_image_text_splits(config.data, config.seed, answers=config.frozen.objective == "vqa",
                                     language=config.frozen.caption_language)

@@ -7,7 +7,6 @@ plain HF folder, or a PEFT adapter folder) and writes the report.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -21,20 +20,19 @@ from accelerate.utils import gather_object
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from tuneforge.assets import MODELS, resolve_model
+from tuneforge.assets import MODELS, portable_model_name, resolve_model
 from tuneforge.assets.datasets import check_dataset_task
 from tuneforge.config import Config
 from tuneforge.data.text import SeededBatches
 from tuneforge.engine.loop import fit, planned_steps
 from tuneforge.engine.setup import apply_memory_settings, make_accelerator, process_state, seed_everything
 from tuneforge.errors import ConfigError, RegistryError
-from tuneforge.evaluation.plots import plot_training_curves
-from tuneforge.evaluation.report import write_report
 from tuneforge.extensions import Extension, Extensions, TaskContext
 from tuneforge.methods import Target, apply_method, count_parameters, describe_trainable
-from tuneforge.runs import Run, open_run, run_dir_for
+from tuneforge.runs import Run, read_run, run_dir_for, write_meta
+from tuneforge.runs.finish import RunReport, write_run
+from tuneforge.tasks import TASKS
 
-META_FILE = "tuneforge.json"
 LM_METRICS = ("perplexity", "loss")
 
 
@@ -63,6 +61,7 @@ class LMTask:
     peft_task_type: str | None
     prepare: Callable[[Config, object], LMData]
     grouped_batches: bool = False  # SFT examples vary in length; packed blocks do not
+    chat: bool = False  # conversations: the run keeps its system prompt for generation (SFT)
 
     @property
     def causal(self) -> bool:
@@ -123,7 +122,7 @@ def run(task: LMTask, config: Config, resume: str | Path | None = None, resume_f
     extras |= more
     if not processes.is_main_process:
         return Run(run_dir, {"task": config.task, **evaluation, **extras})
-    save_lm(model, tokenizer, run_dir / "model", config)
+    save_lm(model, tokenizer, run_dir / "model", config, task)
     samples = sample_replies(model, tokenizer, data.samples) if data.samples else None
     if samples:
         extras["sample_replies"] = samples
@@ -132,7 +131,7 @@ def run(task: LMTask, config: Config, resume: str | Path | None = None, resume_f
 
 def sample_replies(model: nn.Module, tokenizer, samples: list[tuple[list[dict], str]]) -> dict:
     """Greedy replies to held-out prompts next to the references: does the model answer as trained?"""
-    from tuneforge.tasks.generator import GenerationSettings, LanguageModel
+    from tuneforge.tasks.language_models.generator import GenerationSettings, LanguageModel
 
     generator = LanguageModel(model, tokenizer, {"system_prompt": None}, source="")
     rows = []
@@ -151,9 +150,9 @@ def build_lm(name: str, task: LMTask) -> tuple:
     """Tokenizer and pretrained language model of the kind ``task`` needs (its weights in fp32)."""
     import transformers
 
-    wanted = "encoder" if task.auto_class.endswith("MaskedLM") else "causal_lm"
+    wanted = "encoder" if task.auto_class.endswith("MaskedLM") else "decoder"
     if name in MODELS and MODELS.get(name).kind != wanted:
-        kinds = {"encoder": "an encoder (e.g. minilm-l6)", "causal_lm": "a causal LM (e.g. smollm2-135m)"}
+        kinds = {"encoder": "an encoder (e.g. minilm-l6)", "decoder": "a causal LM (e.g. smollm2-135m)"}
         raise ConfigError(f"model.name: '{name}' is a {MODELS.get(name).kind} model; {task.name} needs "
                           f"{kinds[wanted]} (`tuneforge list models`)")
     path = resolve_model(name)
@@ -280,23 +279,22 @@ def _train_loader(data: LMData, config: Config, grouped: bool) -> DataLoader:
                       num_workers=config.train.num_workers, generator=torch.Generator().manual_seed(config.seed))
 
 
-def save_lm(model: nn.Module, tokenizer, folder: Path, config: Config) -> None:
+def save_lm(model: nn.Module, tokenizer, folder: Path, config: Config, task: LMTask) -> None:
     """An HF folder (safetensors) or a PEFT adapter folder, the tokenizer, and tuneforge.json."""
-    from tuneforge.tasks.text_classification import _portable_model_name
 
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     meta = {
         "task": config.task,
-        "base_model": _portable_model_name(config.model.name),
+        "base_model": portable_model_name(config.model.name),
         "method": config.method.name,
         "adapter": hasattr(model, "peft_config"),
         "max_length": config.data.max_length,
         "chat_template": bool(getattr(tokenizer, "chat_template", None)),
-        "system_prompt": config.sft.system_prompt if config.task == "sft" else None,
+        "system_prompt": config.sft.system_prompt if task.chat else None,
     }
-    (folder / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    write_meta(folder, meta)
 
 
 def text_perplexity(model, path: Path, text_column: str = "text", on_bad_rows: str = "error") -> dict[str, float]:
@@ -316,20 +314,22 @@ def save_masked_lm(model: nn.Module, run_dir: str | Path, folder: Path) -> None:
     """A masked-LM run's merged model as a plain HF folder, with its tokenizer and tuneforge.json."""
     from transformers import AutoTokenizer
 
-    source = open_run(run_dir)
-    meta = json.loads((source / META_FILE).read_text(encoding="utf-8"))
+    opened = read_run(run_dir)
+
+    source, meta = opened.model_dir, opened.meta
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(source).save_pretrained(folder)
     merged = meta | {"adapter": False, "method": f"{meta['method']} (merged)"}
-    (folder / META_FILE).write_text(json.dumps(merged, indent=2), encoding="utf-8")
+    write_meta(folder, merged)
 
 
 def load_masked_lm(run_dir: str | Path) -> nn.Module:
     """A masked-LM run's model as a plain transformers model (adapters merged into the weights)."""
     from transformers import AutoModelForMaskedLM
 
-    folder = open_run(run_dir)
-    meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    opened = read_run(run_dir)
+
+    folder, meta = opened.model_dir, opened.meta
     if not meta["adapter"]:
         return AutoModelForMaskedLM.from_pretrained(folder, dtype=torch.float32)
     from peft import PeftModel
@@ -341,10 +341,6 @@ def load_masked_lm(run_dir: str | Path) -> nn.Module:
 def finish_lm_run(run_dir: Path, config: Config, data: LMData, evaluation: dict[str, dict], history: list[dict],
                   extras: dict, sections: dict[str, str] | None = None) -> Run:
     """metrics.json, history, curves and the report; ``sections`` (from extensions) join the report."""
-    metrics = {"task": config.task, **evaluation, **extras}
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    (run_dir / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history), encoding="utf-8")
-    curves = plot_training_curves(history, run_dir / "training_curves.png", metric=config.eval.metric)
     headline = evaluation.get("test") or evaluation["validation"]
     fit = extras["fit"]
     summary = {
@@ -368,10 +364,9 @@ def finish_lm_run(run_dir: Path, config: Config, data: LMData, evaluation: dict[
     sections = {"Held-out perplexity": table, **(sections or {})}
     if "sample_replies" in extras:
         sections["Sample replies to held-out prompts"] = _replies_table(extras["sample_replies"])
-    sections["Use it"] = _usage(run_dir, config)
-    write_report(run_dir / "report.md", title=f"tuneforge run {run_dir.name}", summary=summary, metrics=headline,
-                 data_notes=data.notes, images={"Training curves": str(curves)}, extra_sections=sections)
-    return Run(run_dir, metrics)
+    report = RunReport(summary, headline, notes=data.notes, sections=sections,
+                       usage=TASKS.get(config.task).usage(run_dir))
+    return write_run(run_dir, config, {**evaluation, **extras}, history, report)
 
 
 def _replies_table(samples: dict) -> str:
@@ -382,11 +377,3 @@ def _replies_table(samples: dict) -> str:
     share = f"{samples['exact_match']:.0%} of {len(samples['rows'])}"
     return (f"Greedy replies; exact match with the reference: {share}.\n\n"
             "| prompt | reference | reply |\n|---|---|---|\n" + rows)
-
-
-def _usage(run_dir: Path, config: Config) -> str:
-    if config.task == "masked_lm":
-        return (f"Start a classifier from this domain-adapted encoder: set `model.name: {run_dir}/model` "
-                "in a text_classification config (for adapter methods, run `tuneforge export --merge` first).")
-    chat = " --chat" if config.task == "sft" else ""
-    return f"```bash\ntuneforge generate {run_dir}{chat} \"your prompt\"\n```"

@@ -11,9 +11,10 @@ import csv
 import json
 from pathlib import Path
 
-from tuneforge.compare import base_config, empty_output_dir, run_isolated, say
 from tuneforge.config import Config, apply_overrides, config_from_dict
 from tuneforge.errors import ConfigError, TuneforgeError
+from tuneforge.experiments.compare import base_config, empty_output_dir, run_isolated, say
+from tuneforge.tasks import TASKS
 
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "frozen": ("the config as given (frozen LM, ImageNet vision encoder)", []),
@@ -31,7 +32,7 @@ def ablate(config: Config | dict | str | Path, variants: list[str], overrides: l
            out: Path | None = None, episodes: int | None = None, progress: bool = True) -> Path:
     """Train and evaluate every variant; writes ablations.md/.csv/.json into ``out`` and returns it."""
     base = base_config(config, overrides)
-    if base.task != "frozen":
+    if not TASKS.get(base.task).prompts_with_images:
         raise ConfigError(f"ablate runs Frozen ablations; the config's task is '{base.task}', not frozen")
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
@@ -60,7 +61,7 @@ def ablate(config: Config | dict | str | Path, variants: list[str], overrides: l
 
 
 def _binding(run_dir: str, episodes: int | None, progress: bool) -> list[dict]:
-    from tuneforge.tasks.frozen_eval import evaluate_run
+    from tuneforge.tasks.frozen.evaluation import evaluate_run
 
     results, _ = evaluate_run(run_dir, episodes=episodes, progress=progress)
     return results.get("binding", {}).get("rows", [])

@@ -127,7 +127,7 @@ def register_pruned_bert() -> None:
     carries: tuneforge loads every folder with ``trust_remote_code=False``, so no folder's code ever runs."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    from tuneforge.compression.pruned_bert import PrunedBertConfig, PrunedBertForSequenceClassification
+    from tuneforge.models.pruned_bert import PrunedBertConfig, PrunedBertForSequenceClassification
 
     AutoConfig.register("pruned_bert", PrunedBertConfig, exist_ok=True)
     AutoModelForSequenceClassification.register(PrunedBertConfig, PrunedBertForSequenceClassification, exist_ok=True)

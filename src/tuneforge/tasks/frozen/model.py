@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +21,9 @@ from safetensors.torch import load_file
 from tuneforge.data.images import check_image_file, open_image
 from tuneforge.data.transforms import Preprocessing
 from tuneforge.errors import DataError, RunError
-from tuneforge.models.frozen import Piece, SequenceFormat, VisualPrefixLM, collate
-from tuneforge.runs import open_run
+from tuneforge.tasks import open_run
+from tuneforge.tasks.frozen.network import Piece, SequenceFormat, VisualPrefixLM, collate
 
-META_FILE = "tuneforge.json"
 VISION_FILE = "vision.safetensors"
 LM_FOLDER = "language_model"  # only when the LM was fine-tuned (the ablation); else the base LM is used
 
@@ -62,10 +60,10 @@ class FrozenModel:
 
     @classmethod
     def from_run(cls, run_dir: str | Path) -> FrozenModel:
-        folder = open_run(run_dir)
-        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
-        if meta.get("task") != "frozen":
-            raise RunError(f"{run_dir} is a {meta.get('task')} run, not a Frozen run (task: frozen)")
+        run, task = open_run(run_dir)
+        folder, meta = run.model_dir, run.meta
+        if not task.prompts_with_images:
+            raise RunError(f"{run_dir} is a {task.name} run, not a Frozen run (task: frozen)")
         lm_source = folder / LM_FOLDER if meta["finetune_lm"] else None
         tokenizer, lm = load_language_model(meta["language_model"], lm_source)
         vision = build_vision(meta["vision_model"], meta["preprocessing"]["size"], meta["prefix_length"],

@@ -11,7 +11,7 @@ from tuneforge.data.lm import split_blocks as split_into_blocks
 from tuneforge.errors import DataError
 from tuneforge.extensions import Extension
 from tuneforge.runs import Run
-from tuneforge.tasks.language_model import LMData, LMTask, run
+from tuneforge.tasks.language_models.recipe import LMData, LMTask, run
 
 
 def train(config: Config, resume: str | Path | None = None, resume_force: bool = False,

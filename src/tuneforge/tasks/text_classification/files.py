@@ -1,0 +1,57 @@
+"""Files in and out of a trained text classifier: texts to predict, labelled data to evaluate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tuneforge.data.readers import read_columns, read_examples
+from tuneforge.data.text import encode_targets
+from tuneforge.errors import DataError, TuneforgeError
+from tuneforge.tasks.classification import eval_dir, score, usable_examples, write_evaluation
+from tuneforge.tasks.text_classification.model import TextClassifier
+
+
+def read_texts(path: Path, column: str) -> tuple[list[dict], list[str]]:
+    """Every row of a file and its texts; unreadable rows or empty texts are an error naming the rows."""
+    columns, rows = read_columns(path, max_rows=None, strict=True)
+    if column not in columns:
+        raise DataError(f"{path}: no column '{column}' (columns: {', '.join(columns)}); pass --text-column")
+    empty = [i + 1 for i, row in enumerate(rows) if row.get(column) is None or not str(row[column]).strip()]
+    if empty:
+        shown = ", ".join(map(str, empty[:20])) + (f" and {len(empty) - 20} more" if len(empty) > 20 else "")
+        raise DataError(f"{path}: empty text in column '{column}' at data row(s) {shown}")
+    return rows, [str(row[column]) for row in rows]
+
+
+def evaluate_file(model: TextClassifier, path: Path, out: Path | None, text_column: str | None,
+                  label_column: str | None, on_bad_rows: str = "error", force: bool = False) -> tuple[dict, Path]:
+    """Score a trained run on new labelled data and write the same report as training does."""
+    meta = model.meta
+    out_dir = eval_dir(model.source, path, out, force)
+    result = read_examples(path, text_column or meta["text_column"], label_column or meta["label_column"],
+                           multi_label=meta["multi_label"], label_separator=meta.get("label_separator", "|"))
+    examples, problems = usable_examples(result, meta["labels"], path, on_bad_rows)
+
+    probs = model.predict_proba([e.text for e in examples])
+    targets = encode_targets([e.label for e in examples], meta["labels"], meta["multi_label"])
+    metrics = score(probs, targets, model.labels, meta.get("thresholds"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images, sections = {}, {}
+    if hasattr(model, "extra_evaluation"):  # e.g. prompting: accuracy for each number of examples
+        extra, sections, images = model.extra_evaluation(examples, out_dir)
+        metrics |= extra
+    write_evaluation(out_dir, model.source, path, metrics, meta["labels"], len(examples), problems, images,
+                     sections)
+    return metrics, out_dir
+
+
+def evaluate_run(run_dir: str | Path, request) -> str:
+    """``tuneforge eval`` for text classifiers (trained or prompted): the metrics table and the report's path."""
+    from tuneforge.evaluation.metrics import format_metrics_table
+    from tuneforge.tasks import load
+
+    if request.data is None:
+        raise TuneforgeError("--data is required: the labelled data (or text) to evaluate on")
+    metrics, out_dir = evaluate_file(load(run_dir), Path(request.data), request.out, request.text_column,
+                                     request.label_column, request.on_bad_rows, request.force)
+    return f"{format_metrics_table(metrics)}\n\nreport: {out_dir / 'report.md'}"
