@@ -92,6 +92,14 @@ def write_meta(folder: Path, meta: dict) -> None:
     (folder / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
+def trained_meta(config, model) -> dict:
+    """The ``tuneforge.json`` fields every trained run shares; a task adds its own (labels, lengths...)."""
+    from tuneforge.assets import portable_model_name
+
+    return {"task": config.task, "base_model": portable_model_name(config.model.name),
+            "method": config.method.name, "adapter": hasattr(model, "peft_config")}
+
+
 def check_safetensors(path: Path) -> None:
     """A safetensors file whose header parses and whose tensors all lie inside the file (not truncated)."""
     size = path.stat().st_size

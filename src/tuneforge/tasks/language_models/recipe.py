@@ -20,7 +20,7 @@ from accelerate.utils import gather_object
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from tuneforge.assets import MODELS, portable_model_name, resolve_model
+from tuneforge.assets import MODELS, resolve_model
 from tuneforge.assets.datasets import check_dataset_task
 from tuneforge.config import Config
 from tuneforge.data.text import SeededBatches
@@ -31,6 +31,7 @@ from tuneforge.extensions import Extension, Extensions, TaskContext
 from tuneforge.methods import Target, apply_method, count_parameters, describe_trainable
 from tuneforge.runs import Run, read_run, run_dir_for, write_meta
 from tuneforge.runs.finish import RunReport, write_run
+from tuneforge.runs.reader import trained_meta
 from tuneforge.tasks import TASKS
 
 LM_METRICS = ("perplexity", "loss")
@@ -281,15 +282,10 @@ def _train_loader(data: LMData, config: Config, grouped: bool) -> DataLoader:
 
 def save_lm(model: nn.Module, tokenizer, folder: Path, config: Config, task: LMTask) -> None:
     """An HF folder (safetensors) or a PEFT adapter folder, the tokenizer, and tuneforge.json."""
-
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    meta = {
-        "task": config.task,
-        "base_model": portable_model_name(config.model.name),
-        "method": config.method.name,
-        "adapter": hasattr(model, "peft_config"),
+    meta = trained_meta(config, model) | {
         "max_length": config.data.max_length,
         "chat_template": bool(getattr(tokenizer, "chat_template", None)),
         "system_prompt": config.sft.system_prompt if task.chat else None,

@@ -129,7 +129,7 @@ def draw_demos(train: list[Example], count: int, config: Config) -> list[dict]:
 def _meta(config: Config, spec: PromptSpec, labels: list[str], pool: list[dict]) -> dict:
 
     return {
-        "task": "prompt_classification", "base_model": portable_model_name(config.model.name),
+        "task": config.task, "base_model": portable_model_name(config.model.name),
         "method": "prompting (no training)", "adapter": False, "labels": labels, "multi_label": False,
         "thresholds": None, "template": spec.template, "label_words": spec.label_words,
         "instruction": spec.instruction, "shots": config.prompt.shots, "eval_shots": config.prompt.eval_shots,

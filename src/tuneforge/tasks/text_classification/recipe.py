@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from tuneforge.assets import MODELS, portable_model_name, resolve_model
+from tuneforge.assets import MODELS, resolve_model
 from tuneforge.assets.datasets import check_dataset_task
 from tuneforge.config import Config
 from tuneforge.data.readers import Example
@@ -37,6 +37,7 @@ from tuneforge.evaluation.metrics import tune_thresholds
 from tuneforge.extensions import Extension, Extensions, TaskContext
 from tuneforge.methods import Target, apply_method, count_parameters, describe_trainable, head_module_names
 from tuneforge.runs import Run, finish_run, run_dir_for, write_meta
+from tuneforge.runs.reader import trained_meta
 from tuneforge.tasks import TASKS
 from tuneforge.tasks.classification import LabelSpace, check_metric, loss_from_probs, make_loss, score
 
@@ -227,11 +228,7 @@ def save_model(model: nn.Module, tokenizer, folder: Path, config: Config, labels
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    meta = {
-        "task": config.task,
-        "base_model": portable_model_name(config.model.name),
-        "method": config.method.name,
-        "adapter": hasattr(model, "peft_config"),
+    meta = trained_meta(config, model) | {
         "labels": labels.names,
         "multi_label": labels.multi_label,
         "thresholds": thresholds,
