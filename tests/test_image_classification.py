@@ -108,7 +108,7 @@ def test_cli_predicts_files_and_folders_and_evaluates_a_folder(full_run, digit_f
     assert code == 0
     import csv
 
-    rows = list(csv.DictReader(out_csv.open()))
+    rows = list(csv.DictReader(out_csv.open(encoding="utf-8-sig")))  # with a BOM, for Excel
     assert len(rows) == 100 and {"image", "predicted_label", "prob_0", "prob_9"} <= set(rows[0])
     right = sum(row["predicted_label"] == row["image"].split("/")[-2] for row in rows)
     assert right > 80

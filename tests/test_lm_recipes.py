@@ -27,9 +27,10 @@ def follows_format(reply: str) -> bool:
 
 
 def test_sft_teaches_the_answer_format_on_held_out_prompts(tmp_path):
-    # 20 steps: the training loss is down to 0.14 by step 10 and every reply follows the format at step 20
+    # 8 steps of 4: validation loss 0.60 -> 0.10 and every reply follows the format (12 steps: 0.089)
     config = load_config("configs/rt_sft.yaml", [f"output.dir={tmp_path}", "output.progress=false",
-                                                 "train.max_steps=20", "eval.every=20", "lm.eval_blocks=8",
+                                                 "train.max_steps=8", "train.batch_size=4", "eval.every=8",
+                                                 "lm.eval_blocks=8",
                                                  "output.tensorboard=false"])
     held_out = load_conversations(config).test[:10]
     prompts = [c.messages[:-1] for c in held_out]

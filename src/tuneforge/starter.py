@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from tuneforge.data.coverage import cjk_share
 from tuneforge.data.readers import read_columns
 from tuneforge.errors import DataError
 
@@ -14,9 +16,10 @@ _LABEL_NAMES = ("label", "labels", "class", "category", "target", "sentiment", "
 _SEPARATORS = ("|", ";")
 
 
-def starter_config(task: str, data: Path) -> str:
-    """YAML text for ``task`` on ``data``: columns, label set and a sensible method, every line commented."""
-    columns, rows = read_columns(data)
+def starter_config(task: str, data: Path, encoding: str | None = None, sheet: str | int | None = None) -> str:
+    """YAML text for ``task`` on ``data``: columns, label set and a sensible method, every line commented.
+    ``encoding``/``sheet`` (init's --encoding/--sheet) are how to read ``data``, and written into the config."""
+    columns, rows = read_columns(data, encoding=encoding, sheet=sheet)
     if not rows:
         raise DataError(f"{data}: no rows to look at")
     text_column = _text_column(columns, rows)
@@ -26,10 +29,14 @@ def starter_config(task: str, data: Path) -> str:
     labels = _label_counts(values, multi_label, separator)
     shown = ", ".join(f"{name} ({count})" for name, count in labels.most_common(12))
     more = f" and {len(labels) - 12} more" if len(labels) > 12 else ""
+    backbone = text_backbone([str(row.get(text_column) or "") for row in rows])
     return _TEMPLATE.format(
+        model=backbone.model, why=_comment(backbone.why), epochs=backbone.epochs, batch_size=backbone.batch_size,
+        lr=backbone.lr, max_length=backbone.max_length,
         task=task,
         name=_yaml(data.stem.replace(" ", "-")),
         train_file=_yaml(str(data)),
+        reading=_reading(encoding, sheet),
         text_column=_yaml(text_column),
         label_column=_yaml(label_column),
         multi_label=_yaml(multi_label),
@@ -41,9 +48,47 @@ def starter_config(task: str, data: Path) -> str:
     )
 
 
+@dataclass(frozen=True)
+class TextBackbone:
+    """The registered model ``init`` starts a text classifier from, with training settings that suit it."""
+
+    model: str
+    why: str
+    epochs: int
+    batch_size: int
+    lr: str
+    max_length: int
+
+
+# MiniLM reads English (and other Latin-script text) well and fast; its vocabulary turns most Chinese,
+# Japanese and Korean characters into [UNK]. Gemma 3's 262k-token vocabulary covers them; it is 12x larger,
+# so one epoch is the budget (measured in bench/chinese_text.py: docs/chinese.md).
+ENGLISH_BACKBONE = TextBackbone("minilm-l6", "a small, fast English encoder", 3, 32, "1.0e-3", 128)
+CJK_BACKBONE = TextBackbone("gemma3-270m", "", 1, 16, "5.0e-4", 128)
+CJK_THRESHOLD = 0.3  # share of the letters that are Chinese/Japanese/Korean
+
+
+def text_backbone(texts: list[str]) -> TextBackbone:
+    """Gemma 3 270M when much of the text is Chinese, Japanese or Korean, else MiniLM."""
+    share = cjk_share(texts)
+    if share < CJK_THRESHOLD:
+        return ENGLISH_BACKBONE
+    why = f"{share:.0%} of the letters are Chinese/Japanese/Korean, which minilm-l6 cannot read"
+    return TextBackbone(**{**CJK_BACKBONE.__dict__, "why": why})
+
+
+def _reading(encoding: str | None, sheet: str | int | None) -> str:
+    """The data lines for how init was told to read the file (nothing when it detected it)."""
+    lines = [f"  encoding: {_yaml(encoding)}            # as given to init --encoding\n"] if encoding else []
+    if sheet is not None:
+        lines.append(f"  sheet: {_yaml(sheet)}               # the Excel sheet (init --sheet)\n")
+    return "".join(lines)
+
+
 def _yaml(value: object) -> str:
     """A YAML scalar that reads back as the same value ('2024' stays a string, 'a: b' stays whole)."""
-    return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**6, allow_unicode=True)  # 评论 stays 评论
+    return text.strip().removesuffix("...").strip()
 
 
 def _comment(text: str) -> str:
@@ -108,17 +153,17 @@ seed: 42
 data:
   dataset: null                 # using your own file instead of a built-in dataset
   train_file: {train_file}
-  # validation_file: ...        # optional; otherwise split seeded 80/10/10 from train_file
+{reading}  # validation_file: ...        # optional; otherwise split seeded 80/10/10 from train_file
   # test_file: ...
   text_column: {text_column}
   label_column: {label_column}
   multi_label: {multi_label}           # true: a list of labels per row
   label_separator: {separator}         # how labels are joined inside one cell when multi_label
-  max_length: 128               # tokens per text; raise for long documents (slower)
+  max_length: {max_length}               # tokens per text; raise for long documents (slower)
   on_bad_rows: error            # error: list bad rows and stop; skip: train on the good rows
 
 model:
-  name: minilm-l6               # `tuneforge list models`; or a local Hugging Face folder
+  name: {model}               # {why}; `tuneforge list models`, or a local Hugging Face folder
 
 method:
   name: lora                    # lora | full | topk | freeze  (`tuneforge list methods`)
@@ -126,9 +171,9 @@ method:
   alpha: 16.0
 
 train:
-  epochs: 3
-  batch_size: 32
-  lr: 1.0e-3                    # LoRA likes ~1e-3; use ~5e-5 for method: full
+  epochs: {epochs}
+  batch_size: {batch_size}
+  lr: {lr}                    # LoRA likes ~1e-3 (5e-4 on larger models); use ~5e-5 for method: full
   class_weights: null           # auto: reweight rare labels (imbalanced data)
 
 eval:
@@ -143,9 +188,9 @@ output:
 # --------------------------------------------------------------------------- images
 
 
-def image_starter_config(task: str, data: Path) -> str:
+def image_starter_config(task: str, data: Path, encoding: str | None = None, sheet: str | int | None = None) -> str:
     """YAML text for ``task`` (image classification) on a class-per-folder directory, a table of image paths or
-    IDX; ``task`` is taken for the same signature as ``starter_config``."""
+    IDX; ``task`` is taken for the same signature as ``starter_config``; ``encoding``/``sheet`` read a table."""
     from tuneforge.config import DataConfig
     from tuneforge.data.images import IMAGE_SUFFIXES, idx_labels_path, open_image, read_idx, resolve_image_files
 
@@ -162,7 +207,7 @@ def image_starter_config(task: str, data: Path) -> str:
         counts = Counter(str(v) for v in read_idx(idx_labels_path(train), 1).tolist())
         side = max(read_idx(train, 3).shape[1:])
     else:
-        columns, rows = read_columns(train)
+        columns, rows = read_columns(train, encoding=encoding, sheet=sheet)
         image_column = next((c for c in columns if any(str(r.get(c) or "").lower().endswith(IMAGE_SUFFIXES)
                                                        for r in rows)), None)
         if image_column is None:

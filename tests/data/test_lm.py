@@ -123,10 +123,11 @@ def test_bad_documents_are_named_then_skippable(tmp_path):
     with pytest.raises(DataError) as error:
         load_documents(DataConfig(dataset=None, train_file=str(folder)), seed=0)
     message = str(error.value)
-    assert "latin1.txt, line 1" in message and "not UTF-8" in message and "empty.txt" in message
+    assert "empty.txt" in message and "latin1.txt" not in message  # a Windows-1252 file is decoded, not a problem
     documents = load_documents(DataConfig(dataset=None, train_file=str(folder), on_bad_rows="skip"), seed=0)
-    assert documents.skipped_rows == 2
-    assert len(documents.train) + len(documents.validation) + len(documents.test) == 12
+    assert documents.skipped_rows == 1
+    texts = [d.text for split in (documents.train, documents.validation, documents.test) for d in split]
+    assert len(texts) == 13 and any(text.startswith("café au lait") for text in texts)
 
 
 def test_text_column_of_a_table(tmp_path):

@@ -165,26 +165,29 @@ def test_a_row_with_several_problems_lists_each(tmp_path: Path) -> None:
     assert result.examples == []
 
 
-def test_non_utf8_bytes_in_one_row_keep_the_other_rows(tmp_path: Path) -> None:
-    path = _write(tmp_path / "train.csv", b"text,label\nfine,pos\ncaf\xe9 latin-1,neg\nalso fine,neg\nok,b\xffad\n")
-    result = read_examples(path, "text", "label")
-    assert [e.text for e in result.examples] == ["fine", "also fine"]
-    assert [(p.location, p.kind) for p in result.problems] == [("line 3", "not_utf8"), ("line 5", "not_utf8")]
-    assert str(result.problems[0]).startswith(f"{path}, line 3: bytes that are not UTF-8 in column 'text'")
-    assert "column 'label'" in result.problems[1].message
+def test_a_stray_byte_in_a_utf8_file_fails_the_whole_file_naming_the_line(tmp_path: Path) -> None:
+    # Policy since issue 17: undecodable bytes are one file-level error, no longer a row problem each
+    # ("158 problems in 90 rows" for a GBK file, and on_bad_rows: skip trained on 22 of its 90 rows).
+    rows = "text,label\n这款耳机音质很好，佩戴也舒服。,正面\n充电很慢，用了两天就坏了。,负面\n"
+    path = _write(tmp_path / "train.csv", rows.encode() + b"\xff\xfe broken line,pos\n")
+    with pytest.raises(DataError) as error:
+        read_examples(path, "text", "label")
+    message = str(error.value)
+    assert message.startswith(f"{path}: the file is UTF-8 except for byte 0xFF at offset")
+    assert "(line 4)" in message and "Nothing was read" in message and "CSV UTF-8" in message
 
 
-def test_non_utf8_bytes_in_jsonl(tmp_path: Path) -> None:
+def test_a_stray_byte_in_jsonl_with_encoding_set_names_the_encoding(tmp_path: Path) -> None:
     path = _write(tmp_path / "train.jsonl", b'{"text": "ok", "label": "a"}\n{"text": "bad \xff", "label": "a"}\n')
-    result = read_examples(path, "text", "label")
-    assert len(result.examples) == 1
-    assert str(result.problems[0]).startswith(f"{path}, line 2: bytes that are not UTF-8 in column 'text'")
+    with pytest.raises(DataError, match=r"cannot read the file as UTF-8 \(as set\): byte 0xFF at offset 43 "
+                                        r"\(line 2\) is not valid UTF-8"):
+        read_examples(path, "text", "label", encoding="utf-8")
 
 
-def test_non_utf8_bytes_in_unused_column_are_ignored(tmp_path: Path) -> None:
+def test_bytes_that_do_not_decode_fail_the_file_even_in_an_unused_column(tmp_path: Path) -> None:
     path = _write(tmp_path / "train.csv", b"text,label,note\nok,pos,\xff\n")
-    result = read_examples(path, "text", "label")
-    assert result.problems == [] and len(result.examples) == 1
+    with pytest.raises(DataError, match="byte 0xFF at offset 23 \\(line 2\\)"):
+        read_examples(path, "text", "label", encoding="utf-8")
 
 
 def test_extra_fields_are_a_row_problem(tmp_path: Path) -> None:
@@ -353,7 +356,7 @@ def test_empty_file_is_an_error(tmp_path: Path) -> None:
 
 def test_header_only_csv_has_no_rows(tmp_path: Path) -> None:
     path = _write(tmp_path / "train.csv", "text,label\n")
-    assert read_examples(path, "text", "label") == ReadResult([], [], 0)
+    assert read_examples(path, "text", "label") == ReadResult([], [], 0, encoding="utf-8")
 
 
 def test_parquet_file_that_is_text(tmp_path: Path) -> None:
@@ -375,10 +378,11 @@ def test_parquet_named_csv_gets_a_hint(tmp_path: Path) -> None:
         read_examples(path, "text", "label")
 
 
-def test_utf16_file_is_an_error(tmp_path: Path) -> None:
-    path = _write(tmp_path / "train.tsv", "text\tlabel\na\tb\n".encode("utf-16"))
-    with pytest.raises(DataError, match=f"{path} is not a valid TSV file \\(it is UTF-16 encoded"):
-        read_examples(path, "text", "label")
+def test_utf16_file_is_read(tmp_path: Path) -> None:  # it used to be refused
+    path = _write(tmp_path / "train.tsv", "text\tlabel\n质量很好\t正面\n".encode("utf-16"))
+    result = read_examples(path, "text", "label")
+    assert result.examples == [Example("质量很好", "正面", f"{path}:2")]
+    assert result.encoding_note == f"read {path} as UTF-16 (byte-order mark)"
 
 
 def test_jsonl_that_is_mostly_not_json_is_a_file_error(tmp_path: Path) -> None:
@@ -421,8 +425,13 @@ def test_detect_format() -> None:
     assert detect_format(Path("x.ndjson")) == "jsonl"
     assert detect_format(Path("x.data"), "Parquet") == "parquet"
     assert detect_format(Path("x.csv"), "json") == "jsonl"
-    with pytest.raises(DataError, match="data.format 'xlsx' is not supported; use one of: csv, tsv, jsonl, parquet"):
-        detect_format(Path("x.csv"), "xlsx")
+    assert detect_format(Path("Book1.XLSX")) == detect_format(Path("x.xlsm")) == detect_format(Path("x"), "excel")
+    assert detect_format(Path("x.csv"), "xlsx") == "xlsx"
+    with pytest.raises(DataError, match="data.format 'xls' is not supported; use one of: csv, tsv, jsonl, parquet, "
+                                        "xlsx"):
+        detect_format(Path("x.csv"), "xls")
+    with pytest.raises(DataError, match="x.xls is an Excel 97-2003 workbook .* save it as 'Excel Workbook"):
+        detect_format(Path("x.xls"))
     with pytest.raises(DataError, match="it has no suffix"):
         detect_format(Path("data/train"))
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tuneforge.evaluation import plots
 from tuneforge.evaluation.plots import plot_confusion_matrix, plot_label_distribution, plot_training_curves
 
 
@@ -80,3 +81,92 @@ def test_label_distribution_plot_many_labels_and_empty(tmp_path):
     many = {"train": {f"label_{i}": 100 - i for i in range(30)}, "validation": {f"label_{i}": 10 for i in range(30)}}
     assert_png(plot_label_distribution(many, tmp_path / "many.png"))
     assert_png(plot_label_distribution({}, tmp_path / "empty.png"))
+
+
+# --------------------------------------------------------------------------- Chinese, Japanese and Korean labels
+
+REVIEW_CLASSES = ["正面", "负面", "中性"]  # the sentiment classes of zh-reviews / zh-news-sentiment
+NEEDS_CJK_FONT = pytest.mark.skipif(len(plots.font_chain()) == 1, reason="no CJK font installed: apt-get install "
+                                    "fonts-wqy-microhei (make install does it where it may)")
+
+
+def _grid_images() -> list:
+    return [np.full((28, 28), shade, dtype=np.uint8) for shade in (30, 120, 220)]
+
+
+# One call per public plot function, each with Chinese text wherever the function draws names.
+CHINESE_PLOTS = {
+    "plot_confusion_matrix": lambda path: plots.plot_confusion_matrix([[41, 3, 6], [5, 37, 8], [9, 7, 34]],
+                                                                      REVIEW_CLASSES, path),
+    "plot_per_class_accuracy": lambda path: plots.plot_per_class_accuracy({"正面": 0.82, "负面": 0.74, "中性": 0.68},
+                                                                          path),
+    "plot_label_distribution": lambda path: plots.plot_label_distribution(
+        {"train": {"正面": 120, "负面": 80, "中性": 40}, "validation": {"正面": 15, "负面": 10, "中性": 5}}, path),
+    "plot_image_grid": lambda path: plots.plot_image_grid(
+        _grid_images(),
+        ["true: 正面 / pred: 负面 0.97", "true: 中性 / pred: 正面 0.91", "true: 한국어 / pred: あ 0.88"],
+        path, title="最有把握的错误"),
+    "plot_training_curves": lambda path: plots.plot_training_curves(HISTORY, path),
+}
+
+
+def test_every_plot_function_is_drawn_with_chinese_text_below():
+    public = {name for name in dir(plots) if name.startswith("plot_") and callable(getattr(plots, name))}
+    assert public == set(CHINESE_PLOTS)
+
+
+@NEEDS_CJK_FONT
+@pytest.mark.parametrize("name", sorted(CHINESE_PLOTS))
+def test_chinese_labels_render_without_missing_glyphs(tmp_path, capsys, monkeypatch, name):
+    import warnings
+
+    monkeypatch.setattr(plots, "_REPORTED", set())  # a warning given earlier in this process must not hide one now
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = CHINESE_PLOTS[name](tmp_path / f"{name}.png")
+    glyph_warnings = [str(w.message) for w in caught if "Glyph" in str(w.message) or "missing from" in str(w.message)]
+    assert glyph_warnings == []
+    assert "no installed font" not in capsys.readouterr().err
+    assert_png(out)
+    assert out.stat().st_size > 5_000  # a drawn chart, not an empty canvas
+
+
+@NEEDS_CJK_FONT
+def test_cjk_characters_come_from_a_cjk_font_and_latin_keeps_dejavu():
+    assert plots.font_chain()[0] == "DejaVu Sans"
+    for char in "正负あ한":
+        assert plots.font_for(char) in plots.CJK_FAMILIES, char
+    assert plots.font_for("R") == "DejaVu Sans"
+
+
+@NEEDS_CJK_FONT
+def test_the_glyphs_drawn_are_chinese_not_empty_boxes(tmp_path, monkeypatch, capsys):
+    with_cjk = np.asarray(Image.open(CHINESE_PLOTS["plot_per_class_accuracy"](tmp_path / "cjk.png")))
+    monkeypatch.setattr(plots, "font_chain", lambda: ("DejaVu Sans",))
+    monkeypatch.setattr(plots, "_REPORTED", set())
+    boxes = np.asarray(Image.open(CHINESE_PLOTS["plot_per_class_accuracy"](tmp_path / "boxes.png")))
+    assert with_cjk.shape == boxes.shape and (with_cjk != boxes).any()
+
+
+def test_without_a_cjk_font_one_warning_names_the_fix(tmp_path, monkeypatch, capsys):
+    import warnings
+
+    monkeypatch.setattr(plots, "font_chain", lambda: ("DejaVu Sans",))  # a machine with no CJK font
+    monkeypatch.setattr(plots, "_REPORTED", set())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for name in ("plot_confusion_matrix", "plot_per_class_accuracy", "plot_label_distribution"):
+            assert_png(CHINESE_PLOTS[name](tmp_path / f"{name}.png"))
+    assert [str(w.message) for w in caught if "Glyph" in str(w.message)] == []  # not a dozen of them
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(lines) == 1
+    assert "'正' (U+6B63)" in lines[0] and "apt-get install fonts-wqy-microhei" in lines[0]
+
+
+def test_image_grid_keeps_the_grey_level_of_a_uniform_image(tmp_path):
+    pale = np.full((28, 28), 220, dtype=np.uint8)  # a blank, pale scan: autoscaling used to draw it black
+    out = plots.plot_image_grid([pale], ["true: 正面 / pred: 负面 0.97"], tmp_path / "grid.png", columns=1)
+    with Image.open(out) as image:
+        grey = np.asarray(image.convert("L"))
+    centre = grey[grey.shape[0] // 2, grey.shape[1] // 2]
+    assert 200 <= centre <= 235

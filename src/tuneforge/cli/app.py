@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from tuneforge.cli import compression, frozen, generate, info, predict, serve, train
 from tuneforge.errors import TuneforgeError
@@ -77,21 +78,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Options whose value is optional (``nargs="?"``), and what each means when given alone: ``train CONFIG --resume
+# output.dir=X`` is the newest run plus an override, not a run directory named "output.dir=X".
+OPTIONAL_VALUES = {"resume": "latest"}
+
+
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     """``parser.parse_args``, with positionals that argparse leaves over after an option put where they belong.
 
     argparse fills a trailing ``nargs="*"`` or ``"?"`` positional at the first run of positionals, so
     ``train CONFIG --resume RUN train.epochs=3`` leaves ``train.epochs=3`` unclaimed, and
-    ``generate MODEL --chat "hi"`` leaves the prompt.
+    ``generate MODEL --chat "hi"`` leaves the prompt. An optional value that is an override, not an existing
+    path (``--resume train.epochs=3``), is an override too; overrides keep their command-line order (the last wins).
     """
+    argv = sys.argv[1:] if argv is None else list(argv)
     args, extra = parser.parse_known_args(argv)
     overrides = getattr(args, "overrides", None)
-    if extra and isinstance(overrides, list):
-        moved = [item for item in extra if "=" in item and not item.startswith("-")]
-        args.overrides = [*overrides, *moved]
+    if isinstance(overrides, list):
+        moved = [item for item in extra if is_override(item)]
+        for option, alone in OPTIONAL_VALUES.items():
+            value = getattr(args, option, None)
+            if isinstance(value, str) and is_override(value) and not Path(value).exists():
+                moved.append(value)
+                setattr(args, option, alone)
+        args.overrides = in_command_line_order([*overrides, *moved], argv)
         extra = [item for item in extra if item not in moved]
     if extra and getattr(args, "prompt", "") is None and len(extra) == 1 and not extra[0].startswith("-"):
         args.prompt, extra = extra[0], []
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     return args
+
+
+def in_command_line_order(items: list[str], argv: list[str]) -> list[str]:
+    """``items`` sorted by where they stand in ``argv`` (``--resume=x=1`` stands for ``x=1``)."""
+    def position(item: str) -> int:
+        return next((i for i, token in enumerate(argv) if token == item or token.endswith(f"={item}")), len(argv))
+
+    return sorted(items, key=position)
+
+
+def is_override(item: str) -> bool:
+    """``KEY=VALUE`` on the command line (an option, ``--x=1``, is not)."""
+    return "=" in item and not item.startswith("-")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tuneforge.cli.common import OVERRIDES_HELP, split_list
+from tuneforge.cli.common import OVERRIDES_HELP, output_folder, split_list
 from tuneforge.cli.train import report_run
 from tuneforge.errors import TuneforgeError
 
@@ -84,7 +84,7 @@ def export(args: argparse.Namespace) -> int:
     fmt = "merged" if args.merge else args.format
     if fmt is None:
         raise TuneforgeError("nothing to export: pass --format (merged, int8, onnx, onnx-int8) or --merge")
-    out = export_run(args.run, fmt, args.out, args.force)
+    out = export_run(args.run, fmt, output_folder(args.out), args.force)
     print(f"wrote {fmt} to {out}")
     print(f"use it like the run: tuneforge predict {out} ...  |  tuneforge serve {out}")
     if fmt == "merged":
@@ -110,8 +110,8 @@ def prune(args: argparse.Namespace) -> int:
     """``tuneforge prune RUN --method M``: a pruned folder, or with recovery epochs a new run."""
     from tuneforge.compression.pruning import prune as prune_run
 
-    result = prune_run(args.run, args.method, args.amount, args.out, args.recover_epochs, args.overrides,
-                       args.force)
+    result = prune_run(args.run, args.method, args.amount, output_folder(args.out), args.recover_epochs,
+                       args.overrides, args.force)
     if isinstance(result, Path):
         print(f"wrote the pruned model to {result}")
         print(f"use it like the run: tuneforge predict {result} ...  |  tuneforge eval {result} --data FILE")
@@ -128,7 +128,7 @@ def compress(args: argparse.Namespace) -> int:
     if args.all and args.variants:
         raise TuneforgeError("pass --all or --variants, not both")
     variants = list(VARIANTS) if args.all else (split_list(args.variants) if args.variants else list(FAST))
-    out = compress_run(args.run, variants, args.out, args.overrides)
+    out = compress_run(args.run, variants, output_folder(args.out), args.overrides)
     print((out / "compression.md").read_text(encoding="utf-8"))
     print(f"table: {out}/compression.md (+ .csv, .png)")
     return 0

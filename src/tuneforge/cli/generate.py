@@ -25,9 +25,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages repeats")
     p.add_argument("--stop", action="append", metavar="TEXT", help="stop before this text (repeatable)")
     p.add_argument("--seed", type=int, help="seed for sampling")
-    p.add_argument("--file", help="prompts: a .txt file (one per line) or CSV/JSONL with a 'prompt' column")
+    p.add_argument("--file", help="prompts: a .txt file (one per line) or CSV/JSONL/Excel with a 'prompt' column")
     p.add_argument("--out", help="JSONL output for --file (default: next to it)")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.add_argument("--encoding", help="text encoding of --file (utf-8, gb18030, big5, utf-16...); default: a "
+                                      "byte-order mark, UTF-8, or detected (and named on the console)")
+    p.add_argument("--sheet", help="Excel --file: the sheet to read, by name or number from 1 (default: the first)")
     p.set_defaults(handler=generate)
 
 
@@ -43,8 +46,9 @@ def generate(args: argparse.Namespace) -> int:
     if args.file:
         source = Path(args.file)
         out = Path(args.out) if args.out else source.with_suffix(".generations.jsonl")
-        check_output(out, source, args.force, suffix=".jsonl")
-        return _generate_file(model, settings, source, out, args.chat)
+        check_output(out, source, args.force, suffixes=(".jsonl",))
+        prompts = _read_prompts(source, args.encoding, args.sheet)  # before any generation: bad input stops here
+        return _generate_file(model, settings, prompts, out, args.chat)
     if args.prompt is None and not args.chat:
         raise TuneforgeError("give a prompt, --file PROMPTS, or --chat for a conversation")
     if args.prompt is None:
@@ -67,6 +71,8 @@ def _language_model(name: str):
     except RunError:
         if Path(name, "model", "tuneforge.json").is_file() or Path(name, "tuneforge.json").is_file():
             raise  # a tuneforge run of another task: say so
+        if not Path(name).exists() and Path(name).parent != Path(".") and Path(name).parent.is_dir():
+            raise  # a mistyped run path (runs/typo), not a hub id to try online
         return LanguageModel.from_pretrained(name)
 
 
@@ -91,13 +97,12 @@ def _chat_loop(model, settings) -> int:
     return 0
 
 
-def _generate_file(model, settings, source: Path, out: Path, chat: bool) -> int:
-    """One generation per prompt: lines of a .txt file, or the `prompt` field of JSONL rows."""
+def _generate_file(model, settings, prompts: list[str], out: Path, chat: bool) -> int:
+    """One generation per prompt (lines of a .txt file, or the `prompt` field of table rows), as JSON Lines."""
     import json
 
     from tqdm.auto import tqdm
 
-    prompts = _read_prompts(source)
     partial = out.with_name(out.name + ".partial")  # an existing --out survives a crash part-way
     with partial.open("w", encoding="utf-8") as handle:
         for prompt in tqdm(prompts, desc="generating", unit="prompt"):
@@ -110,17 +115,17 @@ def _generate_file(model, settings, source: Path, out: Path, chat: bool) -> int:
     return 0
 
 
-def _read_prompts(source: Path) -> list[str]:
+def _read_prompts(source: Path, encoding: str | None, sheet: str | None) -> list[str]:
+    from tuneforge.data.formats import read_text_file
     from tuneforge.data.readers import read_examples
 
     if source.suffix.lower() == ".txt":
-        try:
-            lines = source.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as error:
-            raise TuneforgeError(f"{source}: cannot read the prompts ({error})") from None
+        if sheet is not None:
+            raise TuneforgeError(f"--sheet picks a sheet of an Excel workbook; {source} is a text file")
+        lines = read_text_file(source, encoding).text.splitlines()  # one clear error for bytes that do not decode
         prompts = [line for line in lines if line.strip()]
     else:
-        result = read_examples(source, "prompt", None)
+        result = read_examples(source, "prompt", None, encoding=encoding, sheet=sheet)
         if result.problems:
             raise TuneforgeError(f"{result.problems[0]} ({len(result.problems)} bad rows in all)")
         prompts = [example.text for example in result.examples]

@@ -30,6 +30,8 @@ def add_parser(subparsers) -> None:
                                                  "a table of image paths or an IDX file)")
     p.add_argument("--out", help="write here instead of standard output")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.add_argument("--encoding", help="text encoding of --data (utf-8, gb18030, big5, utf-16...); default: detected")
+    p.add_argument("--sheet", help="Excel --data: the sheet to read, by name or number from 1 (default: the first)")
     p.set_defaults(handler=init)
 
     p = subparsers.add_parser("list", help="list registered models, datasets, methods or tasks")
@@ -49,12 +51,18 @@ def init(args: argparse.Namespace) -> int:
     """``tuneforge init --task T --data FILE``: the task's starter config, to standard output or --out."""
     from tuneforge.tasks import TASKS
 
-    text = TASKS.get(args.task).starter_config(Path(args.data))
-    if args.out:
-        out = Path(args.out)
-        if out.exists() and not args.force:
-            raise TuneforgeError(f"{out} exists; pass --force to overwrite it")
-        out.write_text(text, encoding="utf-8")
+    out = Path(args.out) if args.out else None
+    if out is not None and out.is_dir():
+        raise TuneforgeError(f"--out {out}: a folder; name the config file to write, e.g. {out / 'config.yaml'}")
+    if out is not None and out.exists() and not args.force:
+        raise TuneforgeError(f"{out} exists; pass --force to overwrite it")
+    text = TASKS.get(args.task).starter_config(Path(args.data), encoding=args.encoding, sheet=args.sheet)
+    if out is not None:
+        try:
+            out.write_text(text, encoding="utf-8")
+        except OSError as error:
+            raise TuneforgeError(f"--out {out}: cannot write it ({error.strerror}); check the folder exists and is "
+                                 "writable") from None
         print(f"wrote {out}; train with: tuneforge train {out}", file=sys.stderr)
     else:
         print(text, end="")

@@ -15,22 +15,23 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("predict", help="classify texts or images with a trained run")
     p.add_argument("run", help="run directory (runs/<name>-<timestamp>)")
     p.add_argument("texts", nargs="*", metavar="INPUT", help="texts to classify (image runs: image files)")
-    p.add_argument("--file", help="CSV/TSV/JSONL/Parquet file of texts (image runs: of image paths)")
+    p.add_argument("--file", help="CSV/TSV/JSONL/Parquet/Excel file of texts (image runs: of image paths)")
     p.add_argument("--dir", help="image runs: classify every image in this folder (recursively)")
-    p.add_argument("--out", help="where to write predictions (CSV); default: next to --file, ./predictions.csv "
-                                 "for --dir")
+    p.add_argument("--out", help="where to write predictions: .csv (UTF-8 with BOM, opens in Excel) or .xlsx; "
+                                 "default: next to --file (.xlsx for an Excel --file), ./predictions.csv for --dir")
     p.add_argument("--text-column", help="text column in --file (default: the one used in training)")
     p.add_argument("--image-column", help="image-path column in --file (default: the one used in training)")
     p.add_argument("--on-bad-rows", choices=["error", "skip"], default="error",
                    help="image runs: stop on an unreadable image (default) or skip it")
-    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists (never the input file)")
+    add_file_options(p, "--file")
     p.set_defaults(handler=predict)
 
     p = subparsers.add_parser("eval", help="evaluate a run on new labelled data (full report), or an LM run's "
                                            "perplexity on new text")
     p.add_argument("run", help="run directory")
     p.add_argument("--data",
-                   help="labelled CSV/TSV/JSONL/Parquet file (language models: .txt, folder or text column; "
+                   help="labelled CSV/TSV/JSONL/Parquet/Excel file (language models: .txt, folder or text column; "
                         "image runs: class-per-folder directory, table of image paths or IDX file); "
                         "not for Frozen runs, which use their held-out pairs")
     p.add_argument("--blind", metavar="BLIND_RUN", help="Frozen: a blind run (frozen.blind) to compare perplexity")
@@ -39,13 +40,22 @@ def add_parser(subparsers) -> None:
     p.add_argument("--vqa", metavar="DATA", help="Frozen: easy-vqa or a table of image/question/answer")
     p.add_argument("--episodes", type=positive,
                    help="Frozen: binding episodes per cell (default frozen.binding_episodes)")
-    p.add_argument("--out", help="report folder (default: RUN/eval-<timestamp>)")
+    p.add_argument("--out", help="report folder (default: RUN/eval-<data>-<timestamp>); never the run's own folder "
+                                 "or an existing file")
     p.add_argument("--text-column", help="default: the one used in training")
     p.add_argument("--image-column", help="image runs, table data: the image-path column")
     p.add_argument("--label-column", help="default: the one used in training")
     p.add_argument("--on-bad-rows", choices=["error", "skip"], default="error", help="as data.on_bad_rows")
     p.add_argument("--force", action="store_true", help="overwrite a report already in --out")
+    add_file_options(p, "--data")
     p.set_defaults(handler=evaluate)
+
+
+def add_file_options(p, option: str) -> None:
+    """``--encoding`` and ``--sheet``: how to read the data file the command takes (``option``)."""
+    p.add_argument("--encoding", help=f"text encoding of {option} (utf-8, gb18030, big5, utf-16, cp1252...); "
+                                      "default: a byte-order mark, UTF-8, or detected (and named on the console)")
+    p.add_argument("--sheet", help=f"Excel {option}: the sheet to read, by name or number from 1 (default: the first)")
 
 
 # --------------------------------------------------------------------------- predict
@@ -73,15 +83,23 @@ def predict(args: argparse.Namespace) -> int:
     return _predict_texts(load(args.run), args)
 
 
+def default_output(source: Path) -> Path:
+    """Predictions beside the input: reviews.csv -> reviews.predictions.csv, an Excel file -> .xlsx."""
+    excel = source.suffix.lower() in (".xlsx", ".xlsm")
+    return source.with_suffix(".predictions.xlsx" if excel else ".predictions.csv")
+
+
 def _predict_texts(model, args: argparse.Namespace) -> int:
-    from tuneforge.tasks.classification import check_output, write_predictions
+    from tuneforge.tasks.classification import check_output, check_prediction_rows, write_predictions
     from tuneforge.tasks.text_classification.files import read_texts
 
     if args.file:
         source = Path(args.file)
-        out = Path(args.out) if args.out else source.with_suffix(".predictions.csv")
+        out = Path(args.out) if args.out else default_output(source)
         check_output(out, source, args.force)
-        rows, texts = read_texts(source, args.text_column or model.meta["text_column"])
+        rows, texts = read_texts(source, args.text_column or model.meta["text_column"], encoding=args.encoding,
+                                 sheet=args.sheet)
+        check_prediction_rows(out, rows)  # what an .xlsx cannot hold is refused before the model runs
         write_predictions(out, rows, model.predict(texts))
         print(f"wrote {len(texts):,} predictions to {out}")
         return 0
@@ -101,12 +119,12 @@ def _predict_images(model, args: argparse.Namespace) -> int:
     elif args.dir:
         paths = images_in(Path(args.dir))
     else:
-        paths = images_from_table(Path(args.file), args.image_column or model.meta["image_column"])
+        paths = images_from_table(Path(args.file), args.image_column or model.meta["image_column"],
+                                  encoding=args.encoding, sheet=args.sheet)
     source = Path(args.file) if args.file else None
     out = None
     if args.dir or args.file or args.out:
-        out = Path(args.out) if args.out else (source.with_suffix(".predictions.csv") if source
-                                               else Path("predictions.csv"))
+        out = Path(args.out) if args.out else (default_output(source) if source else Path("predictions.csv"))
         check_output(out, source, args.force)  # before any work: an existing file is never overwritten
     paths, bad = checked_images(paths, skip_bad=args.on_bad_rows == "skip")
     if bad:
@@ -132,6 +150,6 @@ def evaluate(args: argparse.Namespace) -> int:
     request = EvalRequest(data=optional_path(args.data), out=optional_path(args.out), text_column=args.text_column,
                           label_column=args.label_column, image_column=args.image_column,
                           on_bad_rows=args.on_bad_rows, force=args.force, blind=args.blind, binding=args.binding,
-                          vqa=args.vqa, episodes=args.episodes)
+                          vqa=args.vqa, episodes=args.episodes, encoding=args.encoding, sheet=args.sheet)
     print(task.evaluate(args.run, request))
     return 0

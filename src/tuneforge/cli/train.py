@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from tuneforge.cli.common import OVERRIDES_HELP, optional_path, split_list
-from tuneforge.errors import TuneforgeError
+from tuneforge.cli.common import OVERRIDES_HELP, output_folder, split_list
+from tuneforge.errors import RunError, TuneforgeError
 
 
 def add_parser(subparsers) -> None:
@@ -16,7 +17,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
     p.add_argument("--resume", nargs="?", const="latest", metavar="RUN_OR_CHECKPOINT",
                    help="continue exactly from the latest intact checkpoint (of the newest run of this config, "
-                        "or of the given run directory / checkpoint folder)")
+                        "or of the given run directory / checkpoint folder); KEY=VALUE after a bare --resume is an "
+                        "override")
     p.add_argument("--resume-force", action="store_true",
                    help="resume even if the config changed data, model, method or batch settings")
     p.set_defaults(handler=train)
@@ -43,8 +45,21 @@ def train(args: argparse.Namespace) -> int:
     from tuneforge.config import load_config
 
     config = load_config(args.config, args.overrides)
+    if args.resume is not None:
+        check_resume(config, args.resume, args.resume_force)
     report_run(train_config(config, resume=args.resume, resume_force=args.resume_force))
     return 0
+
+
+def check_resume(config, resume: str, force: bool) -> None:
+    """What ``--resume`` points at, checked before the data and the model load: a wrong path, no checkpoint to
+    resume or a changed config fails in a second, not minutes later."""
+    from tuneforge.runs import find_resume_point
+
+    if resume != "latest" and not Path(resume).exists():
+        raise RunError(f"--resume {resume}: no such run directory or checkpoint folder; give a run directory, or "
+                       "--resume alone for the newest run of this config")
+    find_resume_point(config, resume, force)
 
 
 def quickstart(args: argparse.Namespace) -> int:
@@ -68,7 +83,7 @@ def compare(args: argparse.Namespace) -> int:
         if not sep or "=" not in override:
             raise TuneforgeError(f"--set {item}: expected METHOD:KEY=VALUE, e.g. full:train.lr=5e-5")
         per_method.setdefault(method.strip(), []).append(override)
-    result = compare_methods(args.config, split_list(args.methods), args.overrides, optional_path(args.out),
+    result = compare_methods(args.config, split_list(args.methods), args.overrides, output_folder(args.out),
                              method_overrides=per_method)
     print(format_table(result.rows, result.metric))
     print(f"\ncomparison: {result.dir}/comparison.md (+ .csv, .png)")

@@ -410,11 +410,9 @@ def read_unlabelled(path: Path, text_column: str) -> list[str]:
     if not path.is_file():
         raise DataError(f"distill.unlabelled_file: {path} does not exist")
     if path.suffix == ".txt":
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError as error:
-            raise DataError(f"{path}: not UTF-8 text (byte {error.start}); re-save it as UTF-8") from None
-        texts = [line.strip() for line in lines if line.strip()]
+        from tuneforge.data.formats import read_text_file
+
+        texts = [line.strip() for line in read_text_file(path).text.splitlines() if line.strip()]
     else:
         from tuneforge.tasks.text_classification.files import read_texts
 

@@ -1,7 +1,8 @@
 """Strict loading: YAML in, checked ``Config`` out; dotted overrides; the resolved config written back.
 
 An unknown key is an error with a "did you mean", a wrong type names the expected type, and CLI overrides
-(``train.lr=1e-4``) go through the same checks.
+(``train.lr=1e-4``) go through the same checks. A mistake is blamed where it was made: an override's key or value
+on the command line, the rest on the file; an empty file is refused rather than read as "all defaults".
 """
 
 from __future__ import annotations
@@ -20,19 +21,38 @@ from tuneforge.config.methods import DEFAULT_METHOD, METHOD_CONFIGS, MethodConfi
 from tuneforge.config.schema import SECTION_TYPES, Config
 from tuneforge.errors import ConfigError
 
+COMMAND_LINE = "command line"  # where overrides come from, in messages
+OVERRIDE_FORM = ("expected KEY=VALUE with a dotted key, e.g. train.lr=1e-4 method.r=16 (`tuneforge config` lists "
+                 "every key)")
+
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Load a YAML config (or the defaults when ``path`` is None) and apply ``key=value`` overrides.
 
     Raises:
-        ConfigError: naming the file, the key path and what is wrong.
+        ConfigError: naming the file (or the command line, for an override), the key path and what is wrong.
     """
-    raw: dict[str, Any] = {}
-    source = "command line"
-    if path is not None:
-        source = str(path)
-        raw = _read_yaml(Path(path))
-    return config_from_dict(apply_overrides(raw, overrides or []), source)
+    overrides = overrides or []
+    if path is None:
+        return config_from_dict(apply_overrides({}, overrides), COMMAND_LINE)
+    raw = _read_yaml(Path(path))
+    merged = apply_overrides(raw, overrides)  # each override's key and type are checked here
+    try:
+        return config_from_dict(merged, str(path))
+    except ConfigError:
+        if overrides and _is_valid(raw, str(path)):
+            # The file alone is fine, so an override made the value that cannot work: the same check again,
+            # naming the command line.
+            return config_from_dict(merged, COMMAND_LINE)
+        raise
+
+
+def _is_valid(raw: dict[str, Any], source: str) -> bool:
+    try:
+        config_from_dict(raw, source)
+    except ConfigError:
+        return False
+    return True
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
@@ -55,46 +75,180 @@ def save_config(config: Config, path: Path) -> None:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        inside = path / "config.yaml"
+        hint = f"; did you mean {inside}?" if inside.is_file() else ""
+        raise ConfigError(f"{path}: a folder, not a config file{hint}")
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+        data = yaml.load(_config_text(path), Loader=_StrictLoader)  # a SafeLoader: no arbitrary objects
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: invalid YAML ({getattr(error, 'problem', error)})") from None
-    return data if data is not None else {}
+        problem = getattr(error, "problem", None) or error
+        if isinstance(error, DuplicateKeyError):
+            raise ConfigError(f"{path}{where}: {problem}") from None
+        raise ConfigError(f"{path}{where}: invalid YAML ({problem})") from None
+    if data is None or data == {}:  # 0 bytes, only comments, `{}` or `null`: not "every default"
+        raise ConfigError(f"{path} is empty (only blanks or comments), so every setting would be a default: the "
+                          "built-in movie-review quickstart; name at least your data, e.g. `data: {train_file: "
+                          "reviews.csv}` (`tuneforge init --data FILE` writes a commented config; configs/ holds "
+                          "examples)")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections (task:, data:, model:, train:...), "
+                          f"got {_kind(data)}")
+    return data
+
+
+def _config_text(path: Path) -> str:
+    """The file as text: UTF-8 (a byte-order mark allowed) or UTF-16 with its mark (Windows Notepad's "Unicode")."""
+    data = path.read_bytes()
+    encoding = "utf-16" if data.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise ConfigError(f"{path}, line {line}: not UTF-8 text (saved as GBK/Big5 or another code page?); save the "
+                          "config as UTF-8 and run again") from None
+
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A key given twice in one mapping."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error: PyYAML would keep the
+    last silently, so a second ``train:`` section would quietly drop the first."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`: its keys may be overridden here
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise DuplicateKeyError(None, None, f"'{key}' is given twice (lines {seen[key]} and "
+                                        f"{key_node.start_mark.line + 1}) and only the second would count; merge "
+                                        "them into one", key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def _kind(value: Any) -> str:
+    """What a YAML value is, in words: ``a list``, ``the text 'hello'``."""
+    if isinstance(value, list):
+        return "a list (lines starting with '-')"
+    if isinstance(value, str):
+        return f"the text {value[:40]!r}"
+    return f"{value!r} ({type(value).__name__})"
 
 
 # --------------------------------------------------------------------------- dotted keys
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """``raw`` with each ``key.path=value`` applied (values parsed as YAML); ``raw`` itself is untouched."""
+    """``raw`` with each ``key.path=value`` applied (values parsed as YAML); ``raw`` itself is untouched.
+
+    Raises:
+        ConfigError: naming the command line, for a malformed override, an unknown key or a value of the wrong type.
+    """
     raw = copy.deepcopy(raw)
-    for item in overrides:
-        _apply_override(raw, item)
+    parsed = [_parse_override(item) for item in overrides]
+    for item, parts, value in parsed:
+        _set(raw, item, parts, value)
+    method = _method_class(raw)
+    for item, parts, value in parsed:
+        _check_override(item, parts, value, method)
     return raw
 
 
-def _apply_override(raw: dict[str, Any], item: str) -> None:
+def _parse_override(item: str) -> tuple[str, list[str], Any]:
     key, sep, value = item.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"override '{item}': expected KEY=VALUE, e.g. train.lr=1e-4")
+    parts = key.strip().split(".")
+    if not sep or not all(part.strip() for part in parts):
+        hint = ""
+        if not sep and ":" in item:  # YAML habit: train.lr:1e-4
+            hint = f" (write {item.replace(':', '=', 1).replace(' ', '')})"
+        elif not sep and all(parts):
+            hint = f" (write {item}=VALUE)"
+        raise ConfigError(f"{COMMAND_LINE}: '{item}' is not an override{hint}; {OVERRIDE_FORM}")
     try:
         parsed = yaml.safe_load(value) if value.strip() else ""
     except yaml.YAMLError:
         parsed = value
+    return item, [part.strip() for part in parts], parsed
+
+
+def _set(raw: dict[str, Any], item: str, parts: list[str], value: Any) -> None:
     node = raw
-    parts = key.strip().split(".")
-    for part in parts[:-1]:
+    for depth, part in enumerate(parts[:-1]):
         child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"override '{item}': '{part}' is a value, not a section")
+        if not isinstance(child, dict):  # the config (or an earlier override) gave it a value
+            raise ConfigError(f"{COMMAND_LINE}: {item}: {'.'.join(parts[:depth + 1])} is already the value "
+                              f"{child!r}, not a section")
         node = child
-    node[parts[-1]] = parsed
+    node[parts[-1]] = value
+
+
+def _method_class(raw: dict[str, Any]) -> type | None:
+    """The method config the merged settings choose (None for an unknown name: the override check names it)."""
+    method = raw.get("method")
+    name = method.get("name", DEFAULT_METHOD) if isinstance(method, dict) else DEFAULT_METHOD
+    return METHOD_CONFIGS.get(name) if isinstance(name, str) else None
+
+
+def _check_override(item: str, parts: list[str], value: Any, method: type | None) -> None:
+    """One override against the schema: its key exists (for the chosen method) and its value has the right type."""
+    if parts == ["method", "name"] and not (isinstance(value, str) and value in METHOD_CONFIGS):
+        suggestion = _suggest(str(value), METHOD_CONFIGS)
+        raise ConfigError(f"{COMMAND_LINE}: method.name: unknown method '{value}'{suggestion}")
+    if parts[0] == "method" and method is None:
+        return  # the file names an unknown method: building the config says so, naming the file
+    cls: type = Config
+    for depth, part in enumerate(parts):
+        fields = _field_types(cls, method)
+        if part not in fields:
+            raise ConfigError(_unknown_override(item, parts, depth, fields, method))
+        target = fields[part]
+        key = ".".join(parts[:depth + 1])
+        if not dataclasses.is_dataclass(target):
+            if depth < len(parts) - 1:
+                raise ConfigError(f"{COMMAND_LINE}: {item}: {key} is a value, not a section")
+            _coerce(value, target, key, COMMAND_LINE)
+            return
+        cls = target
+    if cls in METHOD_CONFIGS.values():  # the whole method section: method={name: lora, r: 8}
+        _build_method(value if value is not None else {}, COMMAND_LINE)
+    else:
+        _build(cls, value if value is not None else {}, COMMAND_LINE, prefix=".".join(parts) + ".")
+
+
+def _field_types(cls: type, method: type | None) -> dict[str, Any]:
+    """Field name -> its type: a section's class, the chosen method's config, or a value's annotation."""
+    hints = typing.get_type_hints(cls)
+    found = {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+    if cls is Config:
+        found.update(SECTION_TYPES)
+        found["method"] = method or METHOD_CONFIGS[DEFAULT_METHOD]
+    return found
+
+
+def _unknown_override(item: str, parts: list[str], depth: int, fields: dict, method: type | None) -> str:
+    """``command line: unknown key 'train.lr_rate' in train.lr_rate=1e-3 (did you mean 'lr': train.lr=1e-3?)``."""
+    key, wrong = ".".join(parts[:depth + 1]), parts[depth]
+    owner = ""
+    if parts[0] == "method" and depth == 1:
+        owner = f" for method '{_method_name(method)}'"
+    close = _closest(wrong, fields)
+    if close is None:
+        return f"{COMMAND_LINE}: unknown key '{key}'{owner} in {item} (valid: {', '.join(sorted(fields))})"
+    fixed = ".".join([*parts[:depth], close, *parts[depth + 1:]]) + "=" + item.partition("=")[2]
+    return f"{COMMAND_LINE}: unknown key '{key}'{owner} in {item} (did you mean '{close}': {fixed}?)"
+
+
+def _method_name(method: type | None) -> str:
+    return next((name for name, cls in METHOD_CONFIGS.items() if cls is method), DEFAULT_METHOD)
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
@@ -127,7 +281,7 @@ def _build(cls: type, raw: Any, source: str, prefix: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in raw:
         if key not in fields:
-            owner = f" for method '{raw.get('name')}'" if prefix == "method." else ""
+            owner = f" for method '{raw.get('name') or DEFAULT_METHOD}'" if prefix == "method." else ""
             raise ConfigError(f"{source}: unknown key '{prefix}{key}'{owner}{_suggest(str(key), fields)}")
     values = {}
     for key, value in raw.items():
@@ -213,8 +367,13 @@ def type_name(hint: Any) -> str:
 
 
 def _suggest(word: str, choices: Any) -> str:
+    close = _closest(word, choices)
+    if close is not None:
+        return f" (did you mean '{close}'?)"
+    return f" (valid: {', '.join(sorted(choices))})"
+
+
+def _closest(word: str, choices: Any) -> str | None:
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     close = close or [c for c in choices if word.startswith(c) or c.startswith(word)][:1]
-    if close:
-        return f" (did you mean '{close[0]}'?)"
-    return f" (valid: {', '.join(sorted(choices))})"
+    return close[0] if close else None

@@ -17,9 +17,14 @@ class DataConfig:
     )
     validation_file: str | None = setting(None, "Validation file; if absent, carved from the training data.")
     test_file: str | None = setting(None, "Test file; if absent and no validation file is given, carved from train.")
-    format: Literal["csv", "tsv", "jsonl", "parquet"] | None = setting(
-        None, "File format; inferred from the file suffix when null."
+    format: Literal["csv", "tsv", "jsonl", "parquet", "xlsx"] | None = setting(
+        None, "File format; inferred from the file suffix when null (.xlsx: Excel, read directly)."
     )
+    encoding: str | None = setting(
+        None, "Text encoding of CSV/TSV/JSONL/text files (utf-8, gb18030, big5, utf-16, ...); null: detected, "
+        "and named in the console and the report."
+    )
+    sheet: str | int | None = setting(None, "Excel: the sheet to read, by name or 1-based number; null: the first.")
     text_column: str = setting("text", "Column holding the input text (language modelling: the documents).")
     image_column: str = setting(
         "image", "image_classification from CSV/JSONL/Parquet: column of image paths (relative to the file)."
@@ -35,6 +40,14 @@ class DataConfig:
         "error", "`error`: stop before training and list bad rows (exit 2); `skip`: train on the good rows."
     )
     max_examples: int | None = setting(None, "Use at most this many rows per split (quick experiments).")
+    normalize_labels: bool = setting(
+        False, "Merge labels that differ only in case, full/half width or surrounding spaces ('Refund', 'refund ') "
+        "into their most frequent spelling; false: such labels are a warning and stay separate classes."
+    )
+    allow_unknown_tokens: bool = setting(
+        False, "Train even when the model's tokenizer cannot represent the text (many unknown or byte-level "
+        "tokens); false: stop before training and name the registered models that cover it."
+    )
 
     def check(self, source: str) -> None:
         """Refuse values of the right type that cannot work (``source`` names the file in the message)."""

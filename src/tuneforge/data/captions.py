@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuneforge.config import DataConfig
+from tuneforge.data.encodings import announce
 from tuneforge.data.formats import check_file, load_table
 from tuneforge.data.images import check_image_files, read_images, resolve_image_files
 from tuneforge.data.readers import (
@@ -53,7 +54,9 @@ def read_image_texts(path: Path, data: DataConfig, answers: bool, language: str 
         raise DataError(f"{path}: image-text data is a table (CSV/TSV/JSONL/Parquet) with columns "
                         f"{data.image_column!r} and {data.text_column!r}, not a folder")
     check_file(path)
-    table = load_table(path, detect_format(path, data.format), wanted=None, limit=None)
+    table = load_table(path, detect_format(path, data.format), wanted=None, limit=None, encoding=data.encoding,
+                       sheet=data.sheet)
+    announce(table.encoding_note)
     roles = [("image", data.image_column), ("text", data.text_column)] + ([("label", data.label_column)] if answers
                                                                           else [])
     missing = [(role, name) for role, name in roles if name not in table.columns]

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from tuneforge.config import Config, SFTConfig
+from tuneforge.data.encodings import announce
 from tuneforge.data.formats import check_file, load_table
 from tuneforge.data.readers import Problem, convert_text, detect_format, missing_columns_message
 from tuneforge.data.splits import resolve_files
@@ -58,7 +59,9 @@ def load_conversations(config: Config) -> Conversations:
     """
     data = config.data
     files = resolve_files(data)
-    read = {split: read_conversations(path, config.sft, data.format if data.train_file else "jsonl")
+    given = bool(data.train_file)  # a built-in dataset is prepared as UTF-8 JSON Lines
+    read = {split: read_conversations(path, config.sft, data.format if given else "jsonl",
+                                      encoding=data.encoding if given else None, sheet=data.sheet if given else None)
             for split, path in files.items()}
     problems = [p for _, found, _ in read.values() for p in found]
     total = sum(n for _, _, n in read.values())
@@ -74,10 +77,12 @@ def load_conversations(config: Config) -> Conversations:
     return Conversations(*parts, sources, summarize_skipped(problems), count_bad_rows(problems), total)
 
 
-def read_conversations(path: Path, sft: SFTConfig, fmt: str | None) -> tuple[list[Conversation], list[Problem], int]:
+def read_conversations(path: Path, sft: SFTConfig, fmt: str | None, encoding: str | None = None,
+                       sheet: str | int | None = None) -> tuple[list[Conversation], list[Problem], int]:
     """Every row of one file as a conversation, or as problems naming the file and line."""
     check_file(path)
-    table = load_table(path, detect_format(path, fmt), wanted=None, limit=None)
+    table = load_table(path, detect_format(path, fmt), wanted=None, limit=None, encoding=encoding, sheet=sheet)
+    announce(table.encoding_note)
     to_messages = _row_reader(str(path), table.columns, sft)
     conversations, problems, total = [], [], 0
     for row in table.rows:

@@ -8,17 +8,18 @@ Sources (``data.train_file`` and friends, or a built-in dataset):
 
 Every image file is opened and fully decoded once before training, so a missing, truncated, empty
 or unsupported image is reported with its path (and table row) instead of crashing a DataLoader
-worker an hour in. Problems follow ``data.on_bad_rows`` exactly as text rows do.
+worker an hour in. Problems follow ``data.on_bad_rows`` exactly as text rows do. A class folder that
+yields no image (empty, or only .heic photos) is a warning naming it and its files, never a class that
+quietly disappears; when no class folder yields an image it is an error.
 """
 
 from __future__ import annotations
 
 import gzip
 import re
-import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -26,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from tuneforge.config import DataConfig
+from tuneforge.data.hygiene import warn
 from tuneforge.data.readers import PROBLEM_KINDS, Problem, ReadResult, read_examples
 from tuneforge.errors import DataError
 
@@ -51,6 +53,14 @@ class ArrayImage(NamedTuple):
 
     pixels: np.ndarray
     index: int
+
+
+@dataclass
+class FolderReadResult(ReadResult):
+    """The images of a folder of class folders, and the warnings about its class folders (printed when found,
+    kept for the run's report)."""
+
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -130,17 +140,15 @@ def read_images(path: Path, data: DataConfig, class_names: tuple[str, ...] | Non
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     if path.is_dir():
-        result = _read_folder(path)
-    elif _IDX_IMAGES.search(path.name):
+        return _check_class_folders(check_image_files(_read_folder(path), path), path)
+    if _IDX_IMAGES.search(path.name):
         return _read_idx(path, class_names)  # arrays: nothing left to check per image
-    else:
-        result = _read_table(path, data)
-    return check_image_files(result, path)
+    return check_image_files(_read_table(path, data), path)
 
 
-def _read_folder(root: Path) -> ReadResult:
-    result = ReadResult()
-    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+def _read_folder(root: Path) -> FolderReadResult:
+    result = FolderReadResult()
+    classes = class_folders(root)
     if not classes:
         raise DataError(f"{root}: an image folder needs one sub-folder per class (e.g. {root}/cat/1.jpg)")
     for stray in sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
@@ -149,27 +157,62 @@ def _read_folder(root: Path) -> ReadResult:
                                        "image outside any class folder; move it into one"))
     ignored: Counter[str] = Counter()
     for folder in classes:  # images anywhere under a class folder belong to that class
-        for file in sorted(folder.rglob("*")):
-            if not file.is_file() or file.name.startswith("."):
-                continue
-            if file.suffix.lower() not in IMAGE_SUFFIXES:
-                ignored[file.suffix.lower() or "(no suffix)"] += 1
-                continue
-            result.total_rows += 1
-            result.examples.append(ImageExample(str(file), folder.name, f"{root}:{file.relative_to(root)}"))
+        files = _visible_files(folder)
+        images = [file for file in files if file.suffix.lower() in IMAGE_SUFFIXES]
+        if images:  # a folder without any is warned about as a whole (_check_class_folders), not file by file
+            ignored.update(file.suffix.lower() or "(no suffix)" for file in files
+                           if file.suffix.lower() not in IMAGE_SUFFIXES)
+        result.total_rows += len(images)
+        result.examples += [ImageExample(str(file), folder.name, f"{root}:{file.relative_to(root)}") for file in images]
     if ignored:  # e.g. .heic phone photos: say so rather than train on fewer images unnoticed
         kinds = ", ".join(f"{count} {suffix}" for suffix, count in ignored.most_common())
-        print(f"{root}: ignored {sum(ignored.values())} files that are not images tuneforge reads ({kinds})",
-              file=sys.stderr)
-    if not result.examples and not result.problems:
-        raise DataError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)}) in its class folders")
+        result.warnings.append(warn(f"{root}: ignored {sum(ignored.values())} files that are not images tuneforge "
+                                    f"reads ({kinds}); convert them to JPEG or PNG to train on them"))
     return result
+
+
+def class_folders(root: Path) -> list[Path]:
+    """The class folders of an image folder: its sub-folders, hidden ones left out, sorted by name."""
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _visible_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def _check_class_folders(result: FolderReadResult, root: Path) -> FolderReadResult:
+    """A class folder that yields no usable image is a warning naming it and its files (its class is left out);
+    when no class folder yields one, the folder cannot train anything: an error."""
+    found = {example.label for example in result.examples}
+    unusable = [folder for folder in class_folders(root) if folder.name not in found]
+    if unusable and not result.examples:
+        described = "; ".join(f"{folder.name}/: {_describe_files(folder)}" for folder in unusable)
+        failed = (f" {len(result.problems)} image files failed the check, e.g. {result.problems[0]}."
+                  if result.problems else "")
+        raise DataError(f"{root}: no class folder holds an image tuneforge can read ({', '.join(IMAGE_SUFFIXES)}): "
+                        f"{described}.{failed} Convert the images to JPEG or PNG (.heic: e.g. `heif-convert`)")
+    for folder in unusable:
+        result.warnings.append(warn(
+            f"class folder {folder} yields no image tuneforge can read, so class {folder.name!r} is left out: "
+            f"{_describe_files(folder)}; convert them to JPEG or PNG (.heic: e.g. `heif-convert`) or remove it"))
+    return result
+
+
+def _describe_files(folder: Path, shown: int = 5) -> str:
+    """"is empty" or "holds 3 files: a.heic, b.heic, c.heic" (the first ``shown`` names, then a count)."""
+    names = [file.relative_to(folder).as_posix() for file in _visible_files(folder)]
+    if not names:
+        return "it is empty"
+    listed = ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+    return f"it holds {len(names)} file{'' if len(names) == 1 else 's'}: {listed}"
 
 
 def _read_table(path: Path, data: DataConfig) -> ReadResult:
     """Rows of a table; image paths are relative to the table's folder (or absolute)."""
-    rows = read_examples(path, data.image_column, data.label_column, fmt=data.format)
-    result = ReadResult(problems=rows.problems, total_rows=rows.total_rows)
+    rows = read_examples(path, data.image_column, data.label_column, fmt=data.format, encoding=data.encoding,
+                         sheet=data.sheet)
+    result = ReadResult(problems=rows.problems, total_rows=rows.total_rows, encoding=rows.encoding,
+                        encoding_note=rows.encoding_note)
     for row in rows.examples:
         image = Path(row.text.strip()).expanduser()
         image = image if image.is_absolute() else path.parent / image

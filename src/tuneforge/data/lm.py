@@ -1,9 +1,11 @@
 """Language-model data: documents in, fixed-length token blocks out; masking for masked LM.
 
 Documents come from a built-in dataset, a ``.txt`` file, a folder of them, or a text column of a
-CSV/JSONL/Parquet file, validated like every other source (empty or non-UTF-8 documents are reported
-by file and line). Documents are tokenized once, joined with a separator token and cut into blocks
-of ``data.max_length`` tokens, so no compute is spent on padding.
+CSV/JSONL/Parquet/Excel file, validated like every other source (an empty document is reported by file and
+line). Text files are decoded by the policy of :mod:`tuneforge.data.encodings` (``data.encoding``, a
+byte-order mark, UTF-8, or detected); a file that does not decode stops the read with one message.
+Documents are tokenized once, joined with a separator token and cut into blocks of ``data.max_length``
+tokens, so no compute is spent on padding.
 
 Held-out text must be text the model has not trained on: with enough documents, whole documents go
 to validation and test; with too few (one big ``.txt``), the blocks are split instead.
@@ -18,6 +20,7 @@ from pathlib import Path
 import torch
 
 from tuneforge.config import DataConfig, LMConfig
+from tuneforge.data.formats import read_text_file
 from tuneforge.data.readers import Example, Problem, read_examples
 from tuneforge.data.splits import resolve_files
 from tuneforge.data.text import PadCollator, TokenizedTexts
@@ -66,34 +69,30 @@ def load_documents(data: DataConfig, seed: int) -> Documents:
 
 def _read_source(path: Path, data: DataConfig) -> tuple[list[Example], list[Problem]]:
     """Documents of one source: a folder of .txt files, one .txt file, or a text column of a table."""
+    if data.sheet is not None and (path.is_dir() or path.suffix.lower() in (".txt", ".text", ".md")):
+        raise DataError(f"{path}: data.sheet picks a sheet of an Excel workbook, but this is text; remove it")
     if path.is_dir():
         files = sorted(p for p in path.rglob("*.txt") if p.is_file())
         if not files:
             raise DataError(f"{path}: the folder holds no .txt files")
-        found = [_read_txt(p) for p in files]
+        found = [_read_txt(p, data.encoding) for p in files]
         return [e for e, _ in found if e], [p for _, p in found if p]
     if path.suffix.lower() in (".txt", ".text", ".md"):
         if not path.is_file():
             raise DataError(f"{path}: no such file")
-        example, problem = _read_txt(path)
+        example, problem = _read_txt(path, data.encoding)
         return ([example] if example else []), ([problem] if problem else [])
-    column, fmt = data.text_column, data.format
+    column, fmt, encoding, sheet = data.text_column, data.format, data.encoding, data.sheet
     if not data.train_file:
         from tuneforge.assets import DATASETS
 
-        column, fmt = DATASETS.get(data.dataset).text_column, "jsonl"
-    result = read_examples(path, column, None, fmt=fmt)
+        column, fmt, encoding, sheet = DATASETS.get(data.dataset).text_column, "jsonl", None, None
+    result = read_examples(path, column, None, fmt=fmt, encoding=encoding, sheet=sheet)
     return result.examples, result.problems
 
 
-def _read_txt(path: Path) -> tuple[Example | None, Problem | None]:
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
-        return None, Problem(str(path), f"line {line}", "not_utf8",
-                             f"bytes that are not UTF-8 at byte {error.start}; re-save the file as UTF-8")
+def _read_txt(path: Path, encoding: str | None) -> tuple[Example | None, Problem | None]:
+    text = read_text_file(path, encoding).text  # bytes that do not decode stop the read: no mojibake
     if not text.strip():
         return None, Problem(str(path), "line 1", "empty_text", "the file holds no text")
     return Example(text.replace("\r\n", "\n"), "", str(path)), None

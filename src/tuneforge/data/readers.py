@@ -1,8 +1,10 @@
-"""Read labelled text rows from CSV, TSV, JSON Lines and Parquet files.
+"""Read labelled text rows from CSV, TSV, JSON Lines, Parquet and Excel files.
 
-A bad row never stops a read: it becomes a :class:`Problem` naming the file, the line (or Parquet row)
-and what is wrong, so the user can fix every row in one pass. Only whole-file problems (missing file,
-wrong format, missing column) raise :class:`~tuneforge.errors.DataError`.
+A bad row never stops a read: it becomes a :class:`Problem` naming the file, the line (or Parquet row, or
+Excel sheet and row) and what is wrong, so the user can fix every row in one pass. Only whole-file problems
+(missing file, wrong format, bytes that do not decode in the file's encoding, missing column) raise
+:class:`~tuneforge.errors.DataError`. Text files are decoded as :mod:`tuneforge.data.encodings` describes;
+when that is not UTF-8 the console says so ("read reviews.csv as GB18030 (detected)").
 
 Parsing the file formats themselves lives in :mod:`tuneforge.data.formats`; this module picks the format,
 checks the columns and turns the raw rows into :class:`Example` objects and :class:`Problem` entries.
@@ -18,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuneforge.data.formats import Row, check_file, load_table, type_name
+from tuneforge.data.encodings import announce
+from tuneforge.data.formats import Row, Table, check_file, load_table, type_name
 from tuneforge.errors import DataError
 
 SUPPORTED_FORMATS: dict[str, str] = {
@@ -28,14 +31,19 @@ SUPPORTED_FORMATS: dict[str, str] = {
     ".ndjson": "jsonl",
     ".json": "jsonl",  # accepted only when it holds JSON Lines; a JSON array gets a clear error
     ".parquet": "parquet",
+    ".xlsx": "xlsx",
+    ".xlsm": "xlsx",
 }
-FORMATS: tuple[str, ...] = ("csv", "tsv", "jsonl", "parquet")
+FORMATS: tuple[str, ...] = ("csv", "tsv", "jsonl", "parquet", "xlsx")
 
 # Stable problem kinds (``Problem.kind``) and the short name a report shows for each.
 PROBLEM_KINDS: dict[str, str] = {
     "empty_text": "empty text",
     "missing_label": "missing label",
-    "not_utf8": "not UTF-8",
+    "not_utf8": "not UTF-8",  # Parquet strings (binary columns) and JSON "\\udcff" escapes; text files fail whole
+    "cell_too_long": "cell too long",
+    "excel_error": "Excel error value",
+    "formula_no_value": "formula without a saved value",
     "bad_json": "not a JSON object",
     "wrong_type": "wrong value type",
     "field_count": "wrong number of fields",
@@ -44,9 +52,10 @@ PROBLEM_KINDS: dict[str, str] = {
 
 PREVIEW_ROWS = 1000
 
-_FORMAT_ALIASES = {"json": "jsonl", "ndjson": "jsonl", "jsonlines": "jsonl", "pq": "parquet"}
-# Undecodable bytes come back from errors="surrogateescape" as lone surrogates; JSON "\udXXX" escapes
-# can produce them too, and either would crash a tokenizer later.
+_FORMAT_ALIASES = {"json": "jsonl", "ndjson": "jsonl", "jsonlines": "jsonl", "pq": "parquet", "excel": "xlsx",
+                   "xlsm": "xlsx"}
+# Lone surrogates come from JSON "\udXXX" escapes and from non-UTF-8 Parquet bytes decoded with
+# errors="surrogateescape"; either would crash a tokenizer later.
 _SURROGATES = re.compile("[\ud800-\udfff]")
 _ABSENT = object()  # a key or cell the row does not have at all, as opposed to a null value
 _MAX_LISTED_COLUMNS = 30
@@ -101,11 +110,35 @@ class ReadResult:
         examples: The good rows only.
         problems: One entry per problem; a bad row with several problems has several entries.
         total_rows: Data rows in the file (header and blank lines not counted).
+        encoding: The codec a text file was decoded with (``"utf-8"``, ``"gb18030"``...); None for Parquet
+            and Excel, which store text as Unicode.
+        encoding_note: ``"read reviews.csv as GB18030 (detected)"`` for reports; None for UTF-8.
     """
 
     examples: list[Example] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     total_rows: int = 0
+    encoding: str | None = None
+    encoding_note: str | None = None
+
+
+@dataclass
+class Rows:
+    """What :func:`read_rows` found: every row of a file as a dict of raw values, and where each came from.
+
+    Attributes:
+        columns: The column names, in file order.
+        values: One dict per row, every column a key (None where the row lacks it).
+        locations: ``"line 3"``, ``"row 5"`` or ``"sheet 'Sheet1', row 7"`` for each row, for messages.
+        encoding: As :attr:`ReadResult.encoding`.
+        encoding_note: As :attr:`ReadResult.encoding_note`.
+    """
+
+    columns: list[str]
+    values: list[dict[str, Any]]
+    locations: list[str]
+    encoding: str | None = None
+    encoding_note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,7 +152,7 @@ class _Spec:
 
 
 def detect_format(path: str | Path, fmt: str | None = None) -> str:
-    """Return the format to read ``path`` as: ``"csv"``, ``"tsv"``, ``"jsonl"`` or ``"parquet"``.
+    """Return the format to read ``path`` as: ``"csv"``, ``"tsv"``, ``"jsonl"``, ``"parquet"`` or ``"xlsx"``.
 
     Args:
         path: The data file; only its suffix is looked at.
@@ -137,6 +170,9 @@ def detect_format(path: str | Path, fmt: str | None = None) -> str:
     suffix = Path(path).suffix.lower()
     if suffix in SUPPORTED_FORMATS:
         return SUPPORTED_FORMATS[suffix]
+    if suffix == ".xls":
+        raise DataError(f"{path} is an Excel 97-2003 workbook (.xls), which tuneforge cannot read: open it in Excel "
+                        "and save it as 'Excel Workbook (.xlsx)' or 'CSV UTF-8'")
     what = f"the suffix {suffix!r}" if suffix else "its name (it has no suffix)"
     raise DataError(
         f"{path}: cannot tell the file format from {what}; supported suffixes: "
@@ -152,36 +188,42 @@ def read_examples(
     fmt: str | None = None,
     multi_label: bool = False,
     label_separator: str = "|",
+    encoding: str | None = None,
+    sheet: str | int | None = None,
 ) -> ReadResult:
     """Read labelled examples, turning every bad row into a :class:`Problem` instead of an error.
 
     Text is kept as written (numbers become ``str``); labels are stripped, and numeric labels become
-    their integer string when integral (``1.0`` -> ``"1"``). Blank lines, and CSV rows whose cells are
-    all empty, are skipped and not counted.
+    their integer string when integral (``1.0`` -> ``"1"``). Blank lines, and CSV or Excel rows whose cells
+    are all empty, are skipped and not counted.
 
     Args:
-        path: CSV, TSV, JSON Lines or Parquet file.
+        path: CSV, TSV, JSON Lines, Parquet or Excel file.
         text_column: Column (or JSON key) holding the text.
         label_column: Column (or JSON key) holding the label; None for unlabelled text (label "").
         fmt: Format override (``data.format``); by default taken from the suffix.
         multi_label: Labels are lists (JSON/Parquet lists, or strings split on ``label_separator``).
         label_separator: Separator of several labels in one string cell, for ``multi_label``.
+        encoding: Encoding of a text file (``data.encoding``); None: byte-order mark, UTF-8, or detected.
+        sheet: Excel sheet name or 1-based number (``data.sheet``); None: the first.
 
     Returns:
-        The good examples, the problems of the bad rows and the number of data rows.
+        The good examples, the problems of the bad rows, the number of data rows and the encoding used.
 
     Raises:
-        DataError: The file is missing or unreadable, is not in the expected format, or lacks a column.
+        DataError: The file is missing or unreadable, does not decode, is not in the expected format, or
+            lacks a column.
     """
     if multi_label and not label_separator:
         raise DataError("data.label_separator must not be empty when data.multi_label is true")
     path = Path(path)
     check_file(path)
     wanted = (text_column, label_column) if label_column is not None else (text_column,)
-    table = load_table(path, detect_format(path, fmt), wanted=wanted, limit=None)
+    table = load_table(path, detect_format(path, fmt), wanted=wanted, limit=None, encoding=encoding, sheet=sheet)
     _check_columns(str(path), table.columns, text_column, label_column)
+    announce(table.encoding_note)
     spec = _Spec(str(path), table.unit, text_column, label_column, multi_label, label_separator)
-    result = ReadResult()
+    result = ReadResult(encoding=table.encoding, encoding_note=table.encoding_note)
     for row in table.rows:
         result.total_rows += 1
         example, problems = _row_to_example(row, spec)
@@ -192,32 +234,58 @@ def read_examples(
 
 
 def read_columns(
-    path: str | Path, fmt: str | None = None, max_rows: int | None = PREVIEW_ROWS, strict: bool = False
+    path: str | Path, fmt: str | None = None, max_rows: int | None = PREVIEW_ROWS, strict: bool = False,
+    *, encoding: str | None = None, sheet: str | int | None = None,
 ) -> tuple[list[str], list[dict[str, Any]]]:
     """Return a file's column names and its first rows, e.g. to infer a starter config.
 
     Rows are dicts with every column as a key (``None`` where a row lacks it) and raw values: strings
-    for CSV/TSV, JSON values for JSON Lines, Python values for Parquet. Undecodable bytes are replaced
-    by U+FFFD so the values are always safe to print. Unparsable JSON lines are left out.
+    for CSV/TSV and Excel, JSON values for JSON Lines, Python values for Parquet. Lone surrogates are
+    replaced by U+FFFD so the values are always safe to print. Unparsable lines and rows with a problem (too
+    many fields, a cell too long, an Excel error value) are left out.
 
     Args:
-        path: CSV, TSV, JSON Lines or Parquet file.
+        path: CSV, TSV, JSON Lines, Parquet or Excel file.
         fmt: Format override (``data.format``); by default taken from the suffix.
         max_rows: How many rows to return at most (None: all).
         strict: Raise instead of leaving out unparsable lines (when every row must be accounted for).
+        encoding: Encoding of a text file; None: byte-order mark, UTF-8, or detected.
+        sheet: Excel sheet name or 1-based number; None: the first.
 
     Raises:
-        DataError: The file is missing or unreadable, or is not in the expected format.
+        DataError: The file is missing or unreadable, does not decode, or is not in the expected format.
     """
+    rows = read_rows(path, fmt, max_rows, strict, encoding=encoding, sheet=sheet)
+    return rows.columns, rows.values
+
+
+def read_rows(
+    path: str | Path, fmt: str | None = None, max_rows: int | None = None, strict: bool = True,
+    *, encoding: str | None = None, sheet: str | int | None = None,
+) -> Rows:
+    """Every row of a file (or the first ``max_rows``) with where it came from, as :func:`read_columns` reads
+    them; ``strict`` makes an unparsable row, or a row with a problem (too many fields, a cell too long, an
+    Excel error value), one error naming the rows, so that nothing is silently dropped or cut short."""
     path = Path(path)
     check_file(path)
-    table = load_table(path, detect_format(path, fmt), wanted=None, limit=max_rows)
+    table = load_table(path, detect_format(path, fmt), wanted=None, limit=max_rows, encoding=encoding, sheet=sheet)
+    announce(table.encoding_note)
     parsed = list(itertools.islice(table.rows, max_rows))  # rows may be a generator: read it once
-    broken = [f"{table.unit} {row.number}" for row in parsed if row.values is None]
-    if strict and broken:
-        more = f" and {len(broken) - 20} more" if len(broken) > 20 else ""
-        raise DataError(f"{path}: unreadable rows at {', '.join(broken[:20])}{more}")
-    return table.columns, [_preview_row(row.values, table.columns) for row in parsed if row.values is not None]
+    if strict:
+        _refuse_bad_rows(str(path), table, parsed)
+    good = [row for row in parsed if row.values is not None and not row.problems]  # a preview skips bad rows
+    return Rows(table.columns, [_preview_row(row.values, table.columns) for row in good],
+                [f"{table.unit} {row.number}" for row in good], table.encoding, table.encoding_note)
+
+
+def _refuse_bad_rows(file: str, table: Table, parsed: list[Row]) -> None:
+    bad = [(row, row.problems[0][1] if row.problems else "cannot be parsed") for row in parsed
+           if row.values is None or row.problems]
+    if not bad:
+        return
+    shown = "\n".join(f"  {file}, {table.unit} {row.number}: {why}" for row, why in bad[:20])
+    more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
+    raise DataError(f"{file}: {len(bad)} unreadable row(s); fix them and run again:\n{shown}{more}")
 
 
 def _preview_row(values: dict[str, Any], columns: list[str]) -> dict[str, Any]:
@@ -299,7 +367,7 @@ def _row_to_example(row: Row, spec: _Spec) -> tuple[Example | None, list[Problem
     if found or text is None or label is None:
         location = f"{spec.unit} {row.number}"
         return None, [Problem(spec.file, location, kind, message) for kind, message in found]
-    source = f"{spec.file}:{row.number}" if spec.unit == "line" else f"{spec.file}:row {row.number}"
+    source = f"{spec.file}:{row.number}" if spec.unit == "line" else f"{spec.file}:{spec.unit} {row.number}"
     return Example(text, label, source), []
 
 

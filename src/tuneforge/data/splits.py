@@ -13,8 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tuneforge.config import DataConfig
-from tuneforge.data.readers import Example, ReadResult, read_examples
-from tuneforge.data.validation import check_unseen_labels, count_bad_rows, format_problems, summarize_skipped
+from tuneforge.data.hygiene import class_count_warnings, numeric_text_warning, skipped_shares, unify_label_spellings
+from tuneforge.data.readers import Example, Problem, ReadResult, read_examples
+from tuneforge.data.validation import (
+    check_unseen_labels,
+    count_bad_rows,
+    format_problems,
+    skipped_rows_by_file,
+    summarize_skipped,
+)
 from tuneforge.errors import DataError
 
 
@@ -27,6 +34,8 @@ class Splits:
     skipped: dict[str, int] = field(default_factory=dict)  # problem kind -> rows with that problem
     skipped_rows: int = 0  # distinct rows skipped (a row can have several kinds of problem)
     total_rows: int = 0
+    warnings: list[str] = field(default_factory=list)  # data hygiene (tuneforge.data.hygiene), for the report
+    notes: list[str] = field(default_factory=list)  # facts worth a line in the report: merged labels, skipped shares
 
     def labels(self) -> list[str]:
         """Label names in a stable order: sorted names of every label seen in training."""
@@ -38,20 +47,26 @@ class Splits:
 
 def load_splits(data: DataConfig, seed: int, files: dict[str, Path] | None = None,
                 read: Callable[[Path, DataConfig], ReadResult] | None = None) -> Splits:
-    """Read, split and validate the data a config points at.
+    """Read, split and validate the data a config points at; warn about data that is probably not meant.
 
     ``files`` and ``read`` default to text tables; image classification passes its own sources and reader.
+    Labels spelled several ways are merged here when ``data.normalize_labels`` is set, before any split is
+    carved or the label set is built, so every split uses the same names.
 
     Raises:
         DataError: listing the bad rows (first 20 and a count) unless ``data.on_bad_rows`` is skip.
     """
     files = files or resolve_files(data)
-    read = read or _read
-    results = {split: read(path, data) for split, path in files.items()}
+    results = {split: (read or _read)(path, data) for split, path in files.items()}
     problems = [p for result in results.values() for p in result.problems]
     total_rows = sum(result.total_rows for result in results.values())
+    # the image-folder reader's warnings about class folders (printed when it found them)
+    warnings = [w for result in results.values() for w in getattr(result, "warnings", [])]
+    parts, found, merged = unify_label_spellings({k: r.examples for k, r in results.items()}, data.normalize_labels)
+    warnings += found + _numeric_text_warnings(parts["train"], data, str(files["train"]))
+    notes = [result.encoding_note for result in results.values() if result.encoding_note] + merged
 
-    splits = _assign_splits({k: r.examples for k, r in results.items()}, data.split, seed)
+    splits = _assign_splits(parts, data.split, seed)
     splits = [_cap(rows, data.max_examples, seed) for rows in splits]  # before the label checks below
     known = {label for example in splits[0] for label in example.labels}
     for name in ("validation", "test"):
@@ -62,18 +77,34 @@ def load_splits(data: DataConfig, seed: int, files: dict[str, Path] | None = Non
     if problems and data.on_bad_rows == "error":
         raise DataError(format_problems(problems, total_rows))
     train, validation, test = splits
-    sources = _describe_sources(files, None if data.train_file else f"{data.dataset} (built-in)")
+    sources = _describe_sources(files, None if data.train_file else data.dataset)
     result = Splits(train, validation, test, sources, summarize_skipped(problems), count_bad_rows(problems),
-                    total_rows)
+                    total_rows, warnings, notes)
     _check_usable(result, data)
+    result.warnings += class_count_warnings(train, validation, test)
+    _add_skipped_shares(result, problems, {str(path): results[split].total_rows for split, path in files.items()})
     return result
+
+
+def _numeric_text_warnings(train: list, data: DataConfig, file: str) -> list[str]:
+    texts = [example.text for example in train if isinstance(example, Example)]  # image rows have no text
+    warning = numeric_text_warning(texts, _columns(data)[0], file) if texts else None
+    return [warning] if warning else []
+
+
+def _add_skipped_shares(splits: Splits, problems: list[Problem], total_rows: dict[str, int]) -> None:
+    """The share of each file's rows that ``data.on_bad_rows: skip`` left out: a warning above 20%, else a note."""
+    warnings, notes = skipped_shares(skipped_rows_by_file(problems), total_rows)
+    splits.warnings += warnings
+    splits.notes += notes
 
 
 _INDEX = {"train": 0, "validation": 1, "test": 2}
 
 
 def resolve_files(data: DataConfig) -> dict[str, Path]:
-    """Split -> file: the given files, or the prepared file of the built-in dataset (train only)."""
+    """Split -> file: the given files, or the prepared files of the built-in dataset (its official validation and
+    test files where it ships them; otherwise they are carved from train)."""
     if data.train_file:
         files = {"train": Path(data.train_file)}
         for split, name in (("validation", data.validation_file), ("test", data.test_file)):
@@ -84,20 +115,29 @@ def resolve_files(data: DataConfig) -> dict[str, Path]:
         raise DataError("data.validation_file / data.test_file need data.train_file as well")
     if not data.dataset:
         raise DataError("no data: set data.dataset (see `tuneforge list datasets`) or data.train_file")
-    from tuneforge.assets import dataset_file
+    from tuneforge.assets.datasets import DATASETS, dataset_folder
 
-    return {"train": dataset_file(data.dataset)}
+    asset = DATASETS.get(data.dataset)
+    folder = dataset_folder(data.dataset)
+    return {split: folder / name for split, name in asset.files.items() if split in _INDEX}
 
 
 def _read(path: Path, data: DataConfig) -> ReadResult:
-    text_column, label_column, fmt = data.text_column, data.label_column, data.format
-    if not data.train_file:  # a built-in dataset, prepared as JSONL with its own column names
-        from tuneforge.assets import DATASETS
-
-        asset = DATASETS.get(data.dataset)
-        text_column, label_column, fmt = asset.text_column, asset.label_column, "jsonl"
+    text_column, label_column, fmt = _columns(data)
+    own_files = bool(data.train_file)  # built-in datasets are UTF-8 JSONL, whatever the config says of files
     return read_examples(path, text_column, label_column, fmt=fmt, multi_label=data.multi_label,
-                         label_separator=data.label_separator)
+                         label_separator=data.label_separator, encoding=data.encoding if own_files else None,
+                         sheet=data.sheet if own_files else None)
+
+
+def _columns(data: DataConfig) -> tuple[str, str, str | None]:
+    """(text column, label column, format) of the files: a built-in dataset is JSONL with its own column names."""
+    if data.train_file:
+        return data.text_column, data.label_column, data.format
+    from tuneforge.assets import DATASETS
+
+    asset = DATASETS.get(data.dataset)
+    return asset.text_column, asset.label_column, "jsonl"
 
 
 def _assign_splits(
@@ -152,8 +192,12 @@ def _cap(examples: list[Example], limit: int | None, seed: int) -> list[Example]
     return random.Random(seed).sample(examples, limit)
 
 
-def _describe_sources(files: dict[str, Path], builtin: str | None) -> dict[str, str]:
-    described = {split: builtin or str(path) for split, path in files.items()}
+def _describe_sources(files: dict[str, Path], dataset: str | None) -> dict[str, str]:
+    """Split -> where it came from, as the report names it: the file, or the built-in dataset (and its file)."""
+    described = {split: str(path) for split, path in files.items()}
+    if dataset:
+        described = {split: f"{dataset} (built-in)" if split == "train" else f"{dataset} (built-in {path.name})"
+                     for split, path in files.items()}
     for split in ("validation", "test"):
         described.setdefault(split, f"seeded split of {described['train']}")
     return described

@@ -71,7 +71,13 @@ def summarize_skipped(problems: list[Problem]) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda item: -item[1]))  # stable: ties keep first-seen order
 
 
-
+def skipped_rows_by_file(problems: list[Problem]) -> dict[str, int]:
+    """File -> distinct rows with at least one problem in it (whole-file problems have no row and count none)."""
+    rows: dict[str, set[str]] = {}
+    for problem in problems:
+        if problem.location is not None:
+            rows.setdefault(problem.file, set()).add(problem.location)
+    return {file: len(locations) for file, locations in rows.items()}
 
 
 def _location(source: str, file: str) -> str:

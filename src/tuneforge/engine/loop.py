@@ -274,6 +274,9 @@ class _Run:
             record = self.tracker.log_train(step, fraction, self.state.scheduler.get_last_lr()[0], self.speed())
             bar.set_postfix(loss=f"{record['train_loss']:.4f}", lr=f"{record['lr']:.2e}",
                             samples_s=f"{record['samples_per_second']:.1f}")
+            if bar.disable:  # output.progress: false (a log file): a line per log_every steps instead
+                tqdm.write(f"step {step}/{self.state.total_steps}  loss {record['train_loss']:.4f}  "
+                           f"lr {record['lr']:.2e}  {record['samples_per_second']:.1f} samples/s", file=sys.stderr)
 
     def evaluate(self, evaluate: EvaluateFn, fraction: float) -> None:
         started = time.perf_counter()

@@ -3,11 +3,23 @@ image models the per-class accuracy and a grid of the most confidently wrong ima
 
 Every function writes one PNG, creates the parent folder, closes its figure (training runs make
 many plots and pyplot keeps figures alive otherwise) and returns the path it wrote.
+
+Labels are drawn in Chinese, Japanese or Korean as readily as in English: text is set in DejaVu Sans
+(matplotlib's usual look) and any character it lacks comes from the first installed CJK font of
+``font_chain()``. With no CJK font installed, one warning names the fix instead of matplotlib's warning
+per missing glyph.
 """
 
 from __future__ import annotations
 
+import functools
+import glob
+import re
+import sys
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import matplotlib
 
@@ -16,11 +28,92 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ft2font import FT2Font  # noqa: E402
 
 _DPI = 100
 
+# --------------------------------------------------------------------------- fonts for Chinese, Japanese, Korean
 
+LATIN_FAMILY = "DejaVu Sans"  # ships with matplotlib: first, so Latin text looks as it always has
+# Families with CJK glyphs, in order of preference; only those matplotlib finds join the chain.
+CJK_FAMILIES = ("WenQuanYi Micro Hei", "Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans CJK KR", "Noto Sans CJK TC",
+                "Source Han Sans SC", "WenQuanYi Zen Hei", "Droid Sans Fallback", "Noto Sans SC", "Microsoft YaHei",
+                "SimHei", "PingFang SC", "Hiragino Sans GB", "Arial Unicode MS")
+# Where Debian and Ubuntu install them (fonts-wqy-microhei, fonts-wqy-zenhei, fonts-noto-cjk, fonts-droid-fallback).
+# A font installed after matplotlib built its font cache stays unknown to matplotlib until registered.
+CJK_FONT_FILES = ("/usr/share/fonts/truetype/wqy/*.tt[cf]", "/usr/share/fonts/opentype/noto/NotoSansCJK*.tt[cf]",
+                  "/usr/share/fonts/truetype/noto/NotoSansCJK*.tt[cf]", "/usr/share/fonts/truetype/droid/*.ttf")
+FONT_FIX = "apt-get install fonts-wqy-microhei (or `make install`)"
+_MISSING_GLYPH = re.compile(r"Glyph (\d+) .*missing from font")
+_REPORTED: set[str] = set()  # what this process has warned about already: once per process is enough
+_Plot = TypeVar("_Plot", bound=Callable)
+
+
+@functools.cache
+def font_chain() -> tuple[str, ...]:
+    """The font families text is drawn with, in fallback order: DejaVu Sans, then every installed CJK family.
+
+    Installed CJK font files matplotlib does not know yet are registered first.
+    """
+    known = {entry.fname for entry in font_manager.fontManager.ttflist}
+    for pattern in CJK_FONT_FILES:
+        for file in sorted(glob.glob(pattern)):
+            if file not in known:
+                try:
+                    font_manager.fontManager.addfont(file)
+                except (OSError, RuntimeError, ValueError):
+                    pass  # a damaged font file is as good as none: the chain just goes without it
+    installed = {entry.name for entry in font_manager.fontManager.ttflist}
+    return (LATIN_FAMILY, *(family for family in CJK_FAMILIES if family in installed))
+
+
+def font_for(char: str) -> str | None:
+    """The family that draws ``char`` in these plots (the first of ``font_chain()`` with a glyph for it), or None."""
+    for family in font_chain():
+        path = font_manager.findfont(font_manager.FontProperties(family=family), fallback_to_default=False)
+        if ord(char) in FT2Font(path).get_charmap():
+            return family
+    return None
+
+
+def draws_any_script(plot: _Plot) -> _Plot:
+    """Run a plot function with the CJK fallback chain; glyphs no installed font has give one warning with the
+    fix, once per process, instead of matplotlib's warning per glyph and plot."""
+
+    @functools.wraps(plot)
+    def with_fonts(*args, **kwargs):
+        with plt.rc_context({"font.family": list(font_chain())}), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = plot(*args, **kwargs)
+        _report_missing_glyphs(caught)
+        return result
+
+    return with_fonts  # type: ignore[return-value]
+
+
+def _report_missing_glyphs(caught: list[warnings.WarningMessage]) -> None:
+    missing = []
+    for record in caught:
+        match = _MISSING_GLYPH.search(str(record.message))
+        if match:
+            missing.append(chr(int(match.group(1))))
+        else:  # not ours to judge: pass it on as it came
+            warnings.warn_explicit(record.message, record.category, record.filename, record.lineno)
+    if missing and "glyphs" not in _REPORTED:
+        _REPORTED.add("glyphs")
+        others = len(set(missing)) - 1
+        more = f" and {others} more character{'s' if others > 1 else ''}" if others else ""
+        print(f"warning: no installed font has {missing[0]!r} (U+{ord(missing[0]):04X}){more} used in the plots' "
+              f"labels, so they show as empty boxes; for Chinese, Japanese and Korean: {FONT_FIX}", file=sys.stderr)
+
+
+# Plots made elsewhere (comparisons, compression trade-offs) get the same fallback for any text they draw.
+matplotlib.rcParams["font.family"] = list(font_chain())
+
+
+@draws_any_script
 def plot_confusion_matrix(matrix: list[list[int]], label_names: list[str], path: str | Path) -> Path:
     """Save a confusion-matrix heatmap.
 
@@ -60,6 +153,7 @@ def plot_confusion_matrix(matrix: list[list[int]], label_names: list[str], path:
     return save_figure(fig, path)
 
 
+@draws_any_script
 def plot_training_curves(history: list[dict], path: str | Path, metric: str = "accuracy") -> Path:
     """Save loss and evaluation-metric curves against the training step.
 
@@ -89,6 +183,7 @@ def plot_training_curves(history: list[dict], path: str | Path, metric: str = "a
     return save_figure(fig, path)
 
 
+@draws_any_script
 def plot_label_distribution(distribution: dict[str, dict[str, int]], path: str | Path) -> Path:
     """Save a grouped bar chart: one group per label, one bar per split.
 
@@ -124,6 +219,7 @@ def plot_label_distribution(distribution: dict[str, dict[str, int]], path: str |
     return save_figure(fig, path)
 
 
+@draws_any_script
 def plot_per_class_accuracy(accuracy: dict[str, float], path: str | Path) -> Path:
     """Save horizontal bars of each class's accuracy (share of its images predicted right), worst on top."""
     ordered = sorted(accuracy.items(), key=lambda item: item[1])
@@ -143,6 +239,7 @@ def plot_per_class_accuracy(accuracy: dict[str, float], path: str | Path) -> Pat
     return save_figure(fig, path)
 
 
+@draws_any_script
 def plot_image_grid(images: list, titles: list[str], path: str | Path, columns: int = 4,
                     title: str = "Most confidently wrong") -> Path:
     """Save images (PIL or HxW[x3] arrays) in a grid, each with a caption such as "true: cat / pred: dog 0.98"."""
@@ -151,8 +248,10 @@ def plot_image_grid(images: list, titles: list[str], path: str | Path, columns: 
     for ax in axes.ravel():
         ax.axis("off")
     for ax, image, caption in zip(axes.ravel(), images, titles, strict=False):
-        ax.imshow(np.asarray(image), cmap="gray" if np.asarray(image).ndim == 2 else None,
-                  interpolation="nearest")
+        pixels = np.asarray(image)
+        gray = pixels.ndim == 2 and pixels.dtype == np.uint8  # fixed 0-255 scale: a pale scan must not turn black
+        ax.imshow(pixels, cmap="gray" if pixels.ndim == 2 else None, interpolation="nearest",
+                  vmin=0 if gray else None, vmax=255 if gray else None)
         ax.set_title(_literal(caption), fontsize=8)
     if not images:
         axes[0, 0].text(0.5, 0.5, "no mistakes", ha="center", va="center", transform=axes[0, 0].transAxes)

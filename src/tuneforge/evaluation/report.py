@@ -15,14 +15,16 @@ def write_report(
     metrics: dict,
     distribution: dict | None = None,
     data_notes: list[str] | None = None,
+    data_warnings: list[str] | None = None,
     images: dict[str, str] | None = None,
     extra_sections: dict[str, str] | None = None,
 ) -> Path:
     """Write a Markdown report for one run.
 
-    Sections, each left out when there is nothing to show: run summary, headline metrics,
-    per-class table, confusion matrix (single-label metrics only), label distribution, data notes,
-    images, then ``extra_sections`` in the order given.
+    Sections, each left out when there is nothing to show: run summary, data warnings (before the
+    metrics, which they may put in doubt), headline metrics, per-class table, confusion matrix
+    (single-label metrics only), label distribution, data notes, images, then ``extra_sections`` in
+    the order given.
 
     Args:
         path: Where to write the ``.md`` file; parent folders are created.
@@ -31,6 +33,7 @@ def write_report(
         metrics: Output of ``classification_metrics`` or ``multilabel_metrics``.
         distribution: Split -> (label -> count), as from ``label_distribution``.
         data_notes: Sentences about the data, e.g. "12 rows skipped: 10 empty text, 2 missing label".
+        data_warnings: Data that trained but is probably not what was meant (``tuneforge.data.hygiene``).
         images: Caption -> image path. Paths inside the report's folder are written relative to it,
             so the report still renders when the run folder is moved.
         extra_sections: Heading -> Markdown body, appended in order.
@@ -42,6 +45,8 @@ def write_report(
     sections = [f"# {_inline(title)}"]
     if summary:
         sections.append(_key_value_section("Summary", summary))
+    if data_warnings:
+        sections.append("## Data warnings\n\n" + "\n".join(f"- {_inline(warning)}" for warning in data_warnings))
     sections.append(_metrics_section(metrics))
     per_class = metrics.get("per_class") or {}
     if per_class:

@@ -120,6 +120,8 @@ def check_writable(folder: Path) -> None:
 
 def _check_same_run(config: Config, saved: dict, force: bool) -> None:
     now, before = flatten(config.to_dict()), flatten(saved)
+    if now.get("eval.metric") is None:  # unset: the recipe fills in its task's default, as it did when it saved
+        now["eval.metric"] = before.get("eval.metric")
     # Keys added to tuneforge after the checkpoint was written (e.g. image.*) cannot have been changed.
     changed = [f"{key}: {before.get(key)!r} -> {now.get(key)!r}" for key in sorted(before)
                if now.get(key) != before.get(key) and not key.startswith(_RESUME_FREE)]

@@ -1,9 +1,9 @@
 """Finishing a run: metrics.json, history, training curves and report.md, written the same way for every task.
 
 ``write_run`` is the one finisher: a task hands over its metrics and a ``RunReport`` (summary, headline metrics,
-notes, its own images and sections, its next-step lines) and gets the files every run has, so a run folder
-looks the same whatever trained it. ``finish_run`` builds that report for classifiers (label distribution,
-confusion matrix, thresholds).
+notes, data warnings, its own images and sections, its next-step lines) and gets the files every run has, so a run
+folder looks the same whatever trained it. ``finish_run`` builds that report for classifiers (label distribution,
+confusion matrix, thresholds, and the data warnings its splits carry).
 """
 
 from __future__ import annotations
@@ -31,12 +31,14 @@ class RunReport:
     sections: dict[str, str] = field(default_factory=dict)
     usage: list[str] = field(default_factory=list)  # next-step commands (``Task.usage``)
     distribution: dict | None = None  # classifiers: examples per label and split
+    warnings: list[str] = field(default_factory=list)  # data warnings (the splits' ``warnings``)
 
 
 def write_run(run_dir: Path, config: Config, metrics: dict, history: list[dict] | None, report: RunReport) -> Run:
-    """metrics.json (with the task), history.jsonl and the training curves (for runs that trained), report.md with
-    a "Reproduce and use" section last; returns the Run."""
-    metrics = {"task": config.task, **metrics}
+    """metrics.json (with the task and the data warnings), history.jsonl and the training curves (for runs that
+    trained), report.md with a "Data warnings" section first (when there are any) and "Reproduce and use" last;
+    returns the Run."""
+    metrics = {"task": config.task, **metrics, "data_warnings": list(report.warnings)}
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     images = {}
     if history is not None:
@@ -47,7 +49,7 @@ def write_run(run_dir: Path, config: Config, metrics: dict, history: list[dict] 
         ["```bash", f"tuneforge train {run_dir}/config.yaml   # the same run again", *report.usage, "```"])}
     write_report(run_dir / "report.md", title=f"tuneforge run {run_dir.name}", summary=report.summary,
                  metrics=report.headline, distribution=report.distribution, data_notes=report.notes,
-                 images=images | report.images, extra_sections=sections)
+                 data_warnings=report.warnings, images=images | report.images, extra_sections=sections)
     return Run(run_dir, metrics)
 
 
@@ -65,6 +67,7 @@ def finish_run(run_dir: Path, config: Config, splits, label_names: list[str], ev
         summary=_summary(config, extras, splits), headline=headline, notes=_data_notes(splits),
         images=_plots(run_dir, headline, label_names, distribution) | (images or {}),
         sections=(sections or {}) | _classifier_sections(evaluation), usage=usage or [], distribution=distribution,
+        warnings=list(splits.warnings),
     )
     return write_run(run_dir, config, {**evaluation, **extras, "labels": label_names}, history, report)
 
@@ -100,7 +103,7 @@ def _data_notes(splits) -> list[str]:
     if splits.skipped_rows:
         reasons = ", ".join(f"{n} {kind}" for kind, n in splits.skipped.items())
         notes.append(f"{splits.skipped_rows:,} rows skipped (data.on_bad_rows: skip): {reasons}.")
-    return notes
+    return notes + splits.notes
 
 
 def _classifier_sections(evaluation: dict[str, dict]) -> dict[str, str]:

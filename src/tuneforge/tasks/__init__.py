@@ -20,7 +20,7 @@ from typing import Any
 
 from tuneforge.errors import RunError, TuneforgeError
 from tuneforge.registry import Registry
-from tuneforge.runs.reader import RunFolder, read_run
+from tuneforge.runs.reader import RunFolder, how_to_repair, read_run
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,8 @@ class EvalRequest:
     binding: str | None = None
     vqa: str | None = None
     episodes: int | None = None
+    encoding: str | None = None  # of --data (null: detected)
+    sheet: str | int | None = None  # of an Excel --data
 
 
 @dataclass(frozen=True)
@@ -82,10 +84,10 @@ class Task:
                                  "held-out figures")
         return _resolve(self.evaluator)(run_dir, request)
 
-    def starter_config(self, data: Path) -> str:
+    def starter_config(self, data: Path, encoding: str | None = None, sheet: str | int | None = None) -> str:
         if self.starter is None:
             raise TuneforgeError(f"tuneforge init has no starter for task {self.name}; copy a config from configs/")
-        return _resolve(self.starter)(self.name, data)
+        return _resolve(self.starter)(self.name, data, encoding=encoding, sheet=sheet)
 
 
 def _resolve(reference: str) -> Callable:
@@ -125,8 +127,8 @@ def open_run(path: str | Path) -> tuple[RunFolder, Task]:
     task = TASKS.get(run.task)
     present = {p.name for p in run.model_dir.iterdir()}
     if task.weights and run.format == "pytorch" and not present & set(task.weights):
-        raise RunError(f"{run.model_dir}: no model weights ({' or '.join(task.weights)}); the folder is incomplete, "
-                       "copy the whole run or train it again")
+        raise RunError(f"{run.model_dir}: no model weights ({' or '.join(task.weights)}); the folder is incomplete: "
+                       f"{how_to_repair(run.model_dir, run.meta)}")
     if run.format != "pytorch" and not present & {"model.onnx", "model-int8.safetensors"}:
         raise RunError(f"{run.model_dir}: a {run.format} export without its model file; export the run again")
     return run, task
@@ -144,9 +146,20 @@ _CLASSIFIER_EXPORTS = ("merged", "int8", "onnx", "onnx-int8")
 
 
 def _text_classifier_usage(run: Path) -> list[str]:
-    return [f"tuneforge predict {run} \"an utterly charming film\"",
+    return [f"tuneforge predict {run} \"{_example_text(run)}\"",
             f"tuneforge predict {run} --file texts.csv --out predictions.csv",
             f"tuneforge eval {run} --data labelled.csv   # the report on new data"]
+
+
+def _example_text(run: Path) -> str:
+    """A text to try the classifier on, in the language of its labels (Chinese labels: a Chinese review)."""
+    from tuneforge.data.coverage import cjk_share
+
+    try:
+        labels = read_run(run).meta.get("labels") or []
+    except RunError:
+        labels = []
+    return "物流很快，质量也不错" if cjk_share([str(label) for label in labels]) > 0.5 else "an utterly charming film"
 
 
 def _image_classifier_usage(run: Path) -> list[str]:

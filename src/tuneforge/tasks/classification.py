@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tuneforge.data.excel import check_cells, write_workbook
 from tuneforge.data.readers import ReadResult
 from tuneforge.data.splits import only_known_labels
 from tuneforge.data.validation import check_unseen_labels, count_bad_rows, format_problems
@@ -100,32 +101,73 @@ class Prediction:
 # --------------------------------------------------------------------------- files of new data
 
 
-def check_output(out: Path, source: Path | None, force: bool, suffix: str = ".csv") -> None:
-    """Never overwrite the input, nor (without --force) an existing file: nothing saved gets damaged."""
-    if out.suffix.lower() != suffix:
-        kind = {".csv": "predictions are written as CSV", ".jsonl": "generations are written as JSON Lines"}[suffix]
-        raise TuneforgeError(f"--out {out}: {kind}; use a {suffix} file name")
-    if source is not None and out.resolve() == source.resolve():
-        raise TuneforgeError(f"--out {out} is the input file; choose another name")
+# Where each kind of output goes: CSV is written as UTF-8 with a byte-order mark, the one form of UTF-8 that
+# Excel on a Chinese (or any) Windows opens without mojibake; pandas and tuneforge read it back unchanged.
+OUTPUT_KINDS = {".csv": "CSV", ".xlsx": "an Excel workbook", ".jsonl": "JSON Lines"}
+CSV_ENCODING = "utf-8-sig"
+
+
+def check_output(out: Path, source: Path | None, force: bool, suffixes: tuple[str, ...] = (".csv", ".xlsx")) -> None:
+    """Never overwrite the input (not even with --force), nor without --force an existing file."""
+    if out.suffix.lower() not in suffixes:
+        kinds = " or ".join(f"{suffix} ({OUTPUT_KINDS[suffix]})" for suffix in suffixes)
+        raise TuneforgeError(f"--out {out}: use a file name ending in {kinds}")
+    if source is not None and same_path(out, source):
+        raise TuneforgeError(f"--out {out} is the input file; choose another name (--force never overwrites the "
+                             "input)")
+    if out.is_dir():
+        raise TuneforgeError(f"--out {out} is a folder; give a file name")
     if out.exists() and not force:
         raise TuneforgeError(f"{out} exists; pass --force to overwrite it")
 
 
+def same_path(one: Path, other: Path) -> bool:
+    """Whether two paths name the same file or folder (also through links, or case on case-blind disks)."""
+    if one.resolve() == other.resolve():
+        return True
+    try:
+        return one.exists() and other.exists() and one.samefile(other)
+    except OSError:
+        return False
+
+
 def write_predictions(out: Path, rows: list[dict], predictions: list[Prediction]) -> None:
-    """The input rows plus ``predicted_label`` and one ``prob_<label>`` column per label, as CSV."""
+    """The input rows plus ``predicted_label`` and one ``prob_<label>`` column per label: an Excel workbook for
+    ``.xlsx``, else CSV in UTF-8 with a byte-order mark."""
+    header, table = prediction_table(rows, predictions)
     out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")  # never leave a half-written file under the real name
+    if out.suffix.lower() == ".xlsx":
+        write_workbook(partial, header, table)
+    else:
+        with partial.open("w", newline="", encoding=CSV_ENCODING) as handle:
+            writer = csv.writer(handle)
+            writer.writerow(header)
+            writer.writerows([[f"{v:.6f}" if isinstance(v, float) else v for v in row] for row in table])
+    partial.replace(out)
+
+
+def prediction_table(rows: list[dict], predictions: list[Prediction] | None) -> tuple[list[str], list[list]]:
+    """Header and rows of the predictions file; without ``predictions``, the input part only (to check it
+    fits the output before any work)."""
     labels = list(predictions[0].probabilities) if predictions else []
     fields = list(rows[0]) if rows else []
     header = fields + ["predicted_label"] + [f"prob_{label}" for label in labels]
-    partial = out.with_name(out.name + ".partial")  # never leave a half-written file under the real name
-    with partial.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        for row, prediction in zip(rows, predictions, strict=True):
+    table = []
+    for index, row in enumerate(rows):
+        cells = [row.get(f) for f in fields]
+        if predictions is not None:
+            prediction = predictions[index]
             label = prediction.label if isinstance(prediction.label, str) else "|".join(prediction.label)
-            probs = [f"{prediction.probabilities[name]:.6f}" for name in labels]
-            writer.writerow([row.get(f) for f in fields] + [label] + probs)
-    partial.replace(out)
+            cells += [label] + [float(prediction.probabilities[name]) for name in labels]
+        table.append(cells)
+    return header, table
+
+
+def check_prediction_rows(out: Path, rows: list[dict]) -> None:
+    """Before any work: refuse input an Excel output cannot hold (CSV holds anything)."""
+    if out.suffix.lower() == ".xlsx":
+        check_cells(prediction_table(rows, None)[1], out)
 
 
 def usable_examples(result: ReadResult, labels: list[str], path: Path, on_bad_rows: str,
@@ -142,25 +184,51 @@ def usable_examples(result: ReadResult, labels: list[str], path: Path, on_bad_ro
 
 
 def write_evaluation(out_dir: Path, source: Path, data: Path, metrics: dict, labels: list[str], evaluated: int,
-                     problems: list, images: dict[str, str], sections: dict[str, str], unit: str = "rows") -> None:
-    """``metrics.json`` and ``report.md`` of an evaluation on new data, with its confusion matrix plotted."""
+                     problems: list, images: dict[str, str], sections: dict[str, str], unit: str = "rows",
+                     encoding_note: str | None = None) -> None:
+    """``metrics.json`` and ``report.md`` of an evaluation on new data, with its confusion matrix plotted;
+    ``encoding_note`` ("read test.csv as GB18030 (detected)") joins the data notes."""
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     if "confusion_matrix" in metrics:
         matrix = plot_confusion_matrix(metrics["confusion_matrix"], labels, out_dir / "confusion_matrix.png")
         images = {"Confusion matrix": str(matrix)} | images
     skipped = count_bad_rows(problems)
     notes = [f"{evaluated:,} {unit} evaluated from {data}."] + ([f"{skipped:,} bad {unit} skipped."] if skipped else [])
+    notes += [f"{encoding_note[0].upper()}{encoding_note[1:]}."] if encoding_note else []
     write_report(out_dir / "report.md", title=f"Evaluation on {data.name}",
                  summary={"model": str(source), "data": str(data)}, metrics=metrics,
                  data_notes=notes, images=images, extra_sections=sections)
 
 
 def eval_dir(source: Path, data: Path, out: Path | None = None, force: bool = False) -> Path:
-    """``out``, unless it holds a report already (and no ``force``); by default a new folder beside the model
-    (``source``): RUN/eval-<data>-<timestamp>."""
-    if out is not None:
-        if (out / "report.md").exists() and not force:
-            raise TuneforgeError(f"{out} already holds a report; pass --force to overwrite it")
-        return out
+    """Where an evaluation writes: ``out``, checked by :func:`check_eval_out`, or by default a new folder beside
+    the model (``source``): RUN/eval-<data>-<timestamp>, which never holds the run's own files."""
     run_dir = source.parent if source.name == "model" else source
+    if out is not None:
+        check_eval_out(out, run_dir, data, force)
+        return out
     return run_dir / f"eval-{data.stem or data.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def check_eval_out(out: Path, run_dir: Path, data: Path, force: bool) -> None:
+    """Before any work, refuse an ``--out`` whose writing would damage something: the data, any file, a run's
+    own folder (its report.md, metrics.json and plots; --force does not change that), the data folder, or an
+    earlier report (without --force)."""
+    if same_path(out, data) or (out.exists() and not out.is_dir()):
+        what = "the data file you evaluate on" if same_path(out, data) else "an existing file"
+        raise TuneforgeError(f"--out {out} is {what}; --out names a folder for the report, e.g. --out "
+                             f"{out.with_suffix('')}-eval")
+    resolved, model_dir = out.resolve(), (run_dir / "model").resolve()
+    if resolved == run_dir.resolve() or _holds_run(out) or model_dir in (resolved, *resolved.parents):
+        raise TuneforgeError(f"--out {out} is a run's own folder: its report.md, metrics.json and plots would be "
+                             f"replaced (--force does not allow that). Choose a new folder, or leave --out out to "
+                             f"write to {run_dir / 'eval-<data>-<time>'}")
+    if data.is_dir() and (resolved == data.resolve() or data.resolve() in resolved.parents):
+        raise TuneforgeError(f"--out {out} is inside the data folder {data}: the report's images would become part "
+                             "of the data. Choose a folder outside it")
+    if (out / "report.md").exists() and not force:
+        raise TuneforgeError(f"{out} already holds a report; pass --force to overwrite it")
+
+
+def _holds_run(folder: Path) -> bool:
+    return (folder / "tuneforge.json").is_file() or (folder / "model" / "tuneforge.json").is_file()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tuneforge.config import DataConfig
 from tuneforge.data.images import IMAGE_SUFFIXES, check_image_file, read_images, split_folders
-from tuneforge.data.readers import read_columns
+from tuneforge.data.readers import read_rows
 from tuneforge.data.text import encode_targets
 from tuneforge.errors import DataError, TuneforgeError
 from tuneforge.tasks.classification import eval_dir, score, usable_examples, write_evaluation
@@ -27,16 +27,17 @@ def images_in(folder: Path) -> list[Path]:
     return found
 
 
-def images_from_table(table: Path, column: str) -> list[Path]:
-    """The image paths a CSV/JSONL/Parquet file lists in ``column`` (relative to the file)."""
-    columns, rows = read_columns(table, max_rows=None, strict=True)
-    if column not in columns:
-        raise DataError(f"{table}: no column '{column}' (columns: {', '.join(columns)}); pass --image-column")
+def images_from_table(table: Path, column: str, *, encoding: str | None = None,
+                      sheet: str | int | None = None) -> list[Path]:
+    """The image paths a CSV/JSONL/Parquet/Excel file lists in ``column`` (relative to the file)."""
+    rows = read_rows(table, max_rows=None, strict=True, encoding=encoding, sheet=sheet)
+    if column not in rows.columns:
+        raise DataError(f"{table}: no column '{column}' (columns: {', '.join(rows.columns)}); pass --image-column")
     paths = []
-    for number, row in enumerate(rows, start=1):
+    for where, row in zip(rows.locations, rows.values, strict=True):
         value = str(row.get(column) or "").strip()
         if not value:
-            raise DataError(f"{table}: empty image path in column '{column}' at data row {number}")
+            raise DataError(f"{table}, {where}: empty image path in column '{column}'")
         path = Path(value).expanduser()
         paths.append(path if path.is_absolute() else table.parent / path)
     return paths

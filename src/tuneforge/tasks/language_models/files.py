@@ -14,6 +14,7 @@ def evaluate_run(run_dir: str | Path, request) -> str:
     if request.data is None:
         raise TuneforgeError("--data is required: the labelled data (or text) to evaluate on")
     model = LanguageModel.from_run(run_dir)
-    result = text_perplexity(model, Path(request.data), request.text_column or "text", request.on_bad_rows)
+    result = text_perplexity(model, Path(request.data), request.text_column or "text", request.on_bad_rows,
+                             request.encoding, request.sheet)
     return (f"perplexity {result['perplexity']:.2f} (loss {result['loss']:.4f} nats/token) over "
             f"{int(result['tokens']):,} tokens of {request.data}")

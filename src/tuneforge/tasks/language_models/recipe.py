@@ -293,13 +293,14 @@ def save_lm(model: nn.Module, tokenizer, folder: Path, config: Config, task: LMT
     write_meta(folder, meta)
 
 
-def text_perplexity(model, path: Path, text_column: str = "text", on_bad_rows: str = "error") -> dict[str, float]:
+def text_perplexity(model, path: Path, text_column: str = "text", on_bad_rows: str = "error",
+                    encoding: str | None = None, sheet: str | int | None = None) -> dict[str, float]:
     """Perplexity of a causal-LM run (a ``LanguageModel``) on new text, packed as in training."""
     from tuneforge.config import DataConfig
     from tuneforge.data.lm import CausalCollator, load_documents, pack_causal
 
     data = DataConfig(dataset=None, train_file=str(path), text_column=text_column, split=[1.0, 0.0, 0.0],
-                      on_bad_rows=on_bad_rows)
+                      on_bad_rows=on_bad_rows, encoding=encoding, sheet=sheet)
     documents = load_documents(data, seed=0)
     blocks = pack_causal([d.text for d in documents.train], model.tokenizer, model.meta["max_length"])
     collate = CausalCollator(model.tokenizer.pad_token_id or 0)

@@ -289,4 +289,5 @@ def _report(run_dir: Path, config: Config, spec: PromptSpec, classifier: PromptC
         "Accuracy by number of in-context examples": _shots_table(by_shots),
         "Prompt": f"An example prompt (k = {min(2, config.prompt.shots)}):\n\n```text\n{example}\n```",
     }
-    return RunReport(summary, headline, images=images, sections=sections, usage=TASKS.get(config.task).usage(run_dir))
+    return RunReport(summary, headline, images=images, sections=sections, usage=TASKS.get(config.task).usage(run_dir),
+                     warnings=splits.warnings, notes=splits.notes)

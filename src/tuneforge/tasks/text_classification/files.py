@@ -4,32 +4,36 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tuneforge.data.readers import read_columns, read_examples
+from tuneforge.data.readers import read_examples, read_rows
 from tuneforge.data.text import encode_targets
 from tuneforge.errors import DataError, TuneforgeError
 from tuneforge.tasks.classification import eval_dir, score, usable_examples, write_evaluation
 from tuneforge.tasks.text_classification.model import TextClassifier
 
 
-def read_texts(path: Path, column: str) -> tuple[list[dict], list[str]]:
+def read_texts(path: Path, column: str, *, encoding: str | None = None,
+               sheet: str | int | None = None) -> tuple[list[dict], list[str]]:
     """Every row of a file and its texts; unreadable rows or empty texts are an error naming the rows."""
-    columns, rows = read_columns(path, max_rows=None, strict=True)
-    if column not in columns:
-        raise DataError(f"{path}: no column '{column}' (columns: {', '.join(columns)}); pass --text-column")
-    empty = [i + 1 for i, row in enumerate(rows) if row.get(column) is None or not str(row[column]).strip()]
+    rows = read_rows(path, max_rows=None, strict=True, encoding=encoding, sheet=sheet)
+    if column not in rows.columns:
+        raise DataError(f"{path}: no column '{column}' (columns: {', '.join(rows.columns)}); pass --text-column")
+    empty = [where for where, row in zip(rows.locations, rows.values, strict=True)
+             if row.get(column) is None or not str(row[column]).strip()]
     if empty:
-        shown = ", ".join(map(str, empty[:20])) + (f" and {len(empty) - 20} more" if len(empty) > 20 else "")
-        raise DataError(f"{path}: empty text in column '{column}' at data row(s) {shown}")
-    return rows, [str(row[column]) for row in rows]
+        shown = ", ".join(empty[:20]) + (f" and {len(empty) - 20} more" if len(empty) > 20 else "")
+        raise DataError(f"{path}: empty text in column '{column}' at {shown}")
+    return rows.values, [str(row[column]) for row in rows.values]
 
 
 def evaluate_file(model: TextClassifier, path: Path, out: Path | None, text_column: str | None,
-                  label_column: str | None, on_bad_rows: str = "error", force: bool = False) -> tuple[dict, Path]:
+                  label_column: str | None, on_bad_rows: str = "error", force: bool = False, *,
+                  encoding: str | None = None, sheet: str | int | None = None) -> tuple[dict, Path]:
     """Score a trained run on new labelled data and write the same report as training does."""
     meta = model.meta
     out_dir = eval_dir(model.source, path, out, force)
     result = read_examples(path, text_column or meta["text_column"], label_column or meta["label_column"],
-                           multi_label=meta["multi_label"], label_separator=meta.get("label_separator", "|"))
+                           multi_label=meta["multi_label"], label_separator=meta.get("label_separator", "|"),
+                           encoding=encoding, sheet=sheet)
     examples, problems = usable_examples(result, meta["labels"], path, on_bad_rows)
 
     probs = model.predict_proba([e.text for e in examples])
@@ -41,7 +45,7 @@ def evaluate_file(model: TextClassifier, path: Path, out: Path | None, text_colu
         extra, sections, images = model.extra_evaluation(examples, out_dir)
         metrics |= extra
     write_evaluation(out_dir, model.source, path, metrics, meta["labels"], len(examples), problems, images,
-                     sections)
+                     sections, encoding_note=result.encoding_note)
     return metrics, out_dir
 
 
@@ -52,6 +56,9 @@ def evaluate_run(run_dir: str | Path, request) -> str:
 
     if request.data is None:
         raise TuneforgeError("--data is required: the labelled data (or text) to evaluate on")
-    metrics, out_dir = evaluate_file(load(run_dir), Path(request.data), request.out, request.text_column,
-                                     request.label_column, request.on_bad_rows, request.force)
+    data = Path(request.data)
+    out = eval_dir(Path(run_dir), data, request.out, request.force)  # refuses a bad --out before the model loads
+    metrics, out_dir = evaluate_file(load(run_dir), data, out, request.text_column, request.label_column,
+                                     request.on_bad_rows, request.force,
+                                     encoding=request.encoding, sheet=request.sheet)
     return f"{format_metrics_table(metrics)}\n\nreport: {out_dir / 'report.md'}"

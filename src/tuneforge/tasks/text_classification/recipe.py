@@ -20,6 +20,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from tuneforge.assets import MODELS, resolve_model
 from tuneforge.assets.datasets import check_dataset_task
 from tuneforge.config import Config
+from tuneforge.data.coverage import check_coverage
 from tuneforge.data.readers import Example
 from tuneforge.data.splits import load_splits
 from tuneforge.data.text import (
@@ -67,6 +68,7 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
 
     tokenizer, model = hooks.build_model(lambda: build_model(config.model.name, labels), context)
     context.tokenizer = tokenizer
+    check_coverage([e.text for e in splits.train], tokenizer, config.model.name, config.data.allow_unknown_tokens)
     _check_max_length(model, config.data.max_length)
     apply_memory_settings(model, config)
     datasets = {name: _dataset(rows, tokenizer, labels, config.data.max_length)
