@@ -133,3 +133,19 @@ def _exports_and_refuses_pruning(run_dir: Path, tmp_path: Path, capsys) -> None:
     assert set(merged.config.id2label.values()) == {"正面", "负面"}
     code, _, err = run_cli(capsys, "prune", str(run_dir), "--method", "heads", "--amount", "0.3")
     assert code == 2 and "BERT-family encoders" in err
+
+
+def test_a_language_model_that_spells_chinese_in_bytes_is_refused(tiny_llama, reviews, tmp_path):
+    """SmolLM2's byte-level vocabulary spells most Chinese characters in two or three byte pieces: continued
+    pretraining on Chinese stops before training, naming the figures and gemma3-270m."""
+    corpus = tmp_path / "评论.txt"
+    corpus.write_text("\n\n".join(r["text"] for r in reviews), encoding="utf-8")
+    config = {"task": "causal_lm", "name": "zh-lm", "model": {"name": str(tiny_llama)}, "method": {"name": "full"},
+              "data": {"dataset": None, "train_file": str(corpus), "max_length": 64},
+              "train": {"max_steps": 1}, "output": {"dir": str(tmp_path / "runs"), "progress": False,
+                                                    "tensorboard": False}}
+    with pytest.raises(DataError, match="byte-fragment tokens") as refused:
+        tuneforge.train(config)
+    assert "Set model.name: gemma3-270m" in str(refused.value)
+    config["data"]["allow_unknown_tokens"] = True  # the user's call: train anyway
+    assert tuneforge.train(config).dir.is_dir()

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tuneforge.config import Config
+from tuneforge.data.coverage import check_coverage
 from tuneforge.data.lm import CausalCollator, Documents, TokenBlocks, evenly_spaced, load_documents, pack_causal
 from tuneforge.data.lm import split_blocks as split_into_blocks
 from tuneforge.errors import DataError
@@ -22,6 +23,7 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
 
 def prepare(config: Config, tokenizer) -> LMData:
     documents = load_documents(config.data, config.seed)
+    check_coverage([d.text for d in documents.train], tokenizer, config.model.name, config.data.allow_unknown_tokens)
     return blocks_data(documents, config, lambda texts: pack_causal(texts, tokenizer, config.data.max_length),
                        CausalCollator(tokenizer.pad_token_id or 0), CausalCollator(tokenizer.pad_token_id or 0))
 

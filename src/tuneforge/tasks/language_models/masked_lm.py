@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tuneforge.config import Config
+from tuneforge.data.coverage import check_coverage
 from tuneforge.data.lm import MaskingCollator, load_documents, pack_masked
 from tuneforge.extensions import Extension
 from tuneforge.runs import Run
@@ -25,6 +26,7 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
 
 def prepare(config: Config, tokenizer) -> LMData:
     documents = load_documents(config.data, config.seed)
+    check_coverage([d.text for d in documents.train], tokenizer, config.model.name, config.data.allow_unknown_tokens)
     collate_eval = MaskingCollator(tokenizer, config.lm, fixed_seed=config.seed)  # same masks every evaluation
     data = blocks_data(documents, config, lambda texts: pack_masked(texts, tokenizer, config.data.max_length),
                        MaskingCollator(tokenizer, config.lm), collate_eval)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tuneforge.config import Config
 from tuneforge.data.chat import SFTCollator, encode_all, ensure_chat_template, load_conversations
+from tuneforge.data.coverage import check_coverage
 from tuneforge.errors import DataError
 from tuneforge.extensions import Extension
 from tuneforge.runs import Run
@@ -23,6 +24,8 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
 
 def prepare(config: Config, tokenizer) -> LMData:
     conversations = load_conversations(config)
+    texts = [message["content"] for conversation in conversations.train for message in conversation.messages]
+    check_coverage(texts, tokenizer, config.model.name, config.data.allow_unknown_tokens)
     own_template = ensure_chat_template(tokenizer)
     splits, notes = {}, []
     for split in ("train", "validation", "test"):
