@@ -22,10 +22,16 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
 
 
 def prepare(config: Config, tokenizer) -> LMData:
-    documents = load_documents(config.data, config.seed)
-    check_coverage([d.text for d in documents.train], tokenizer, config.model.name, config.data.allow_unknown_tokens)
+    documents = readable_documents(config, tokenizer)
     return blocks_data(documents, config, lambda texts: pack_causal(texts, tokenizer, config.data.max_length),
                        CausalCollator(tokenizer.pad_token_id or 0), CausalCollator(tokenizer.pad_token_id or 0))
+
+
+def readable_documents(config: Config, tokenizer) -> Documents:
+    """The run's documents, once the tokenizer is known to read them (``data.coverage``)."""
+    documents = load_documents(config.data, config.seed)
+    check_coverage([d.text for d in documents.train], tokenizer, config.model.name, config.data.allow_unknown_tokens)
+    return documents
 
 
 def blocks_data(documents: Documents, config: Config, pack, collate, collate_eval) -> LMData:

@@ -10,11 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tuneforge.config import Config
-from tuneforge.data.coverage import check_coverage
-from tuneforge.data.lm import MaskingCollator, load_documents, pack_masked
+from tuneforge.data.lm import MaskingCollator, pack_masked
 from tuneforge.extensions import Extension
 from tuneforge.runs import Run
-from tuneforge.tasks.language_models.causal_lm import blocks_data
+from tuneforge.tasks.language_models.causal_lm import blocks_data, readable_documents
 from tuneforge.tasks.language_models.recipe import LMData, LMTask, run
 
 
@@ -25,8 +24,7 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
 
 
 def prepare(config: Config, tokenizer) -> LMData:
-    documents = load_documents(config.data, config.seed)
-    check_coverage([d.text for d in documents.train], tokenizer, config.model.name, config.data.allow_unknown_tokens)
+    documents = readable_documents(config, tokenizer)
     collate_eval = MaskingCollator(tokenizer, config.lm, fixed_seed=config.seed)  # same masks every evaluation
     data = blocks_data(documents, config, lambda texts: pack_masked(texts, tokenizer, config.data.max_length),
                        MaskingCollator(tokenizer, config.lm), collate_eval)
