@@ -345,9 +345,11 @@ def test_full_queue_gets_429_with_retry_after_and_slow_requests_504(served_model
         assert first["response"].status_code == 200
         assert client.post("/v1/classify", headers=auth, json={"model": "sentiment", "texts": ["x"]}).status_code \
             == 200
-    with make_client(served_models, key_store, request_timeout_s=0.2, max_new_tokens=64) as client:
+    # 1 s: far below what 512 tokens take here, far above one token plus the cancelled generation's last one,
+    # even with another test process on the same cores (0.2 s was not, in CI)
+    with make_client(served_models, key_store, request_timeout_s=1.0, max_new_tokens=512) as client:
         started = time.perf_counter()
-        response = client.post("/v1/completions", headers=auth, json=slow | {"max_tokens": 64})
+        response = client.post("/v1/completions", headers=auth, json=slow | {"max_tokens": 512})
         assert response.status_code == 504 and "serve.request_timeout_s" in error_of(response)
         assert time.perf_counter() - started < 3  # the answer did not wait for the generation
         # the cancelled generation stopped at its next token and freed the model for the next request
