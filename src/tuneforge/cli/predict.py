@@ -12,13 +12,14 @@ from tuneforge.errors import TuneforgeError
 
 def add_parser(subparsers) -> None:
     """``predict`` and ``eval`` and their arguments."""
-    p = subparsers.add_parser("predict", help="classify texts or images with a trained run")
+    p = subparsers.add_parser("predict", help="classify texts or images, or find entities, with a trained run")
     p.add_argument("run", help="run directory (runs/<name>-<timestamp>)")
     p.add_argument("texts", nargs="*", metavar="INPUT", help="texts to classify (image runs: image files)")
     p.add_argument("--file", help="CSV/TSV/JSONL/Parquet/Excel file of texts (image runs: of image paths)")
     p.add_argument("--dir", help="image runs: classify every image in this folder (recursively)")
-    p.add_argument("--out", help="where to write predictions: .csv (UTF-8 with BOM, opens in Excel) or .xlsx; "
-                                 "default: next to --file (.xlsx for an Excel --file), ./predictions.csv for --dir")
+    p.add_argument("--out", help="where to write predictions: .csv (UTF-8 with BOM, opens in Excel) or .xlsx "
+                                 "(entity runs also .jsonl); default: next to --file (.xlsx for an Excel --file), "
+                                 "./predictions.csv for --dir")
     p.add_argument("--text-column", help="text column in --file (default: the one used in training)")
     p.add_argument("--image-column", help="image-path column in --file (default: the one used in training)")
     p.add_argument("--on-bad-rows", choices=["error", "skip"], default="error",
@@ -80,7 +81,25 @@ def predict(args: argparse.Namespace) -> int:
     if task.predicts is None:
         raise TuneforgeError(f"{args.run} is a masked-LM run: start a classifier from it (model.name: "
                              f"{args.run}/model); predict needs a classification run")
+    if task.predicts == "spans":
+        return _predict_spans(load(args.run), args)
     return _predict_texts(load(args.run), args)
+
+
+def _predict_spans(model, args: argparse.Namespace) -> int:
+    """Entities of texts: printed per text, or written beside --file (JSONL, CSV or .xlsx by --out's suffix)."""
+    from tuneforge.tasks.token_classification.files import default_output as entities_output
+    from tuneforge.tasks.token_classification.files import predict_file, show
+
+    if args.file:
+        source = Path(args.file)
+        out = Path(args.out) if args.out else entities_output(source)
+        count = predict_file(model, source, out, args.text_column or "text", args.force, encoding=args.encoding,
+                             sheet=args.sheet)
+        print(f"wrote the entities of {count:,} texts to {out}")
+        return 0
+    print(show(args.texts, model.predict(args.texts)))
+    return 0
 
 
 def default_output(source: Path) -> Path:

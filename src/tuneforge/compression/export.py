@@ -48,10 +48,13 @@ def export(run: str | Path, fmt: str, out: str | Path | None = None, force: bool
     require_mergeable(folder.meta, f"--format {fmt}")
     if not task.exports:
         raise ConfigError(f"{run}: a {task.name} run has no weights of its own to export")
-    if fmt not in task.exports or folder.format != "pytorch":
-        raise ConfigError(f"--format {fmt}: int8 and ONNX exports are for fp32 text-classification runs; "
-                          f"{run} is a {folder.meta.get('format', '')} {task.name} model "
-                          "(export it with --format merged)")
+    if folder.format != "pytorch":
+        origin = folder.meta.get("exported_from")
+        raise ConfigError(f"--format {fmt}: {run} is already an {folder.format} export of a {task.name} model; "
+                          "exports are made from a run's own fp32 weights (int8 and ONNX from fp32 text-classification "
+                          f"runs): export the run it came from{f' ({origin})' if origin else ''}")
+    if fmt not in task.exports:  # e.g. int8 for an entity tagger: its formats are in the task registry
+        raise ConfigError(f"--format {fmt}: a {task.name} run exports as {' or '.join(task.exports)}, not {fmt}")
     model = task.load(run)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
@@ -107,6 +110,8 @@ def _write_classifier(classifier, source: Path, fmt: str, folder: Path) -> None:
             quantize_onnx(folder / ONNX_FILE)
     merged.config.save_pretrained(folder)
     classifier.tokenizer.save_pretrained(folder)
+    if hasattr(classifier, "save_decoder"):  # what decodes the graph's scores (an entity tagger's CRF)
+        classifier.save_decoder(folder)
     for code in source.glob("*.py"):  # a pruned model's own architecture file
         shutil.copy(code, folder / code.name)
     meta = classifier.meta | {"adapter": False, "format": fmt, "exported_from": str(source)}
@@ -133,16 +138,63 @@ def write_onnx(model: nn.Module, tokenizer, path: Path) -> None:
                        return_tensors="pt", padding=True)
     batch, length = torch.export.Dim("batch"), torch.export.Dim("sequence", max=_max_positions(model))
     dynamic = {"input_ids": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length}}
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.export's notes on dynamic-shape naming are not the user's concern
-        torch.onnx.export(_LogitsOnly(model).eval(), (sample["input_ids"], sample["attention_mask"]), str(path),
-                          dynamo=True, input_names=["input_ids", "attention_mask"], output_names=["logits"],
-                          dynamic_shapes=dynamic, opset_version=ONNX_OPSET, external_data=False, verbose=False)
+    inputs = (sample["input_ids"], sample["attention_mask"])
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.export's notes on dynamic-shape naming are not the user's concern
+            torch.onnx.export(_LogitsOnly(model).eval(), inputs, str(path), dynamo=True,
+                              input_names=["input_ids", "attention_mask"], output_names=["logits"],
+                              dynamic_shapes=dynamic, opset_version=ONNX_OPSET, external_data=False, verbose=False)
+    except Exception as error:  # torch.export's and the ONNX translation's own types, many of them
+        raise ConfigError(f"--format onnx: torch.onnx cannot export this {_architecture(model)} model "
+                          f"({type(error).__name__}: {_first_line(error)}); export it with --format merged "
+                          "instead") from None
     graph = onnx.load(str(path))
     # The exporter's intermediate shape annotations trip ONNX Runtime's quantizer (it re-infers them); ORT
     # recomputes what it needs at load.
     del graph.graph.value_info[:]
     onnx.save(graph, str(path))
+    check_onnx(model, path, inputs)
+
+
+def check_onnx(model: nn.Module, path: Path, inputs: tuple[torch.Tensor, torch.Tensor],
+               tolerance: float = 1e-3) -> None:
+    """ONNX Runtime's logits on the sample equal the model's, or the export is refused (never a graph that loads
+    and answers wrongly). Batch and length are changed too, up to 512 tokens, so a graph that fixed either, or
+    that took one branch of a length-dependent mask, fails here."""
+    from tuneforge.models.runtime import OnnxSequenceClassifier
+
+    ids, mask = inputs
+    real = ids[1][mask[1].bool()]  # the longer sample's tokens, repeated up to the longest input the model takes
+    length = min(_max_positions(model), 512)
+    long_ids = real.repeat(length // len(real) + 1)[:length].unsqueeze(0)
+    shapes = [(ids, mask), (ids[:1, : int(mask[0].sum())], mask[:1, : int(mask[0].sum())]),
+              (long_ids, torch.ones_like(long_ids))]
+    graph = OnnxSequenceClassifier(path, model.config)
+    with torch.no_grad():
+        for shape_ids, shape_mask in shapes:
+            expected = model(input_ids=shape_ids, attention_mask=shape_mask).logits.float()
+            got = graph(input_ids=shape_ids, attention_mask=shape_mask).logits
+            if got.shape != expected.shape:
+                gap, scale = float("inf"), 1.0
+            else:  # token logits (B, T, K): padded positions carry no meaning
+                valid = shape_mask.bool() if expected.dim() == 3 else torch.ones(len(expected), dtype=torch.bool)
+                gap = float((expected[valid] - got[valid]).abs().max())
+                scale = max(1.0, float(expected[valid].abs().max()))
+            if not gap <= tolerance * scale:
+                raise ConfigError(f"--format onnx: the exported graph of this {_architecture(model)} model does not "
+                                  f"reproduce it (largest logit difference {gap:.3g}); export it with --format merged "
+                                  "instead")
+
+
+def _architecture(model: nn.Module) -> str:
+    config = getattr(model, "config", None)
+    return getattr(config, "model_type", None) or type(model).__name__
+
+
+def _first_line(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0][:300] if lines else "no message"
 
 
 def _max_positions(model: nn.Module) -> int:

@@ -15,7 +15,7 @@ from tuneforge.config.distill import DistillConfig
 from tuneforge.config.fields import setting
 from tuneforge.config.methods import DEFAULT_METHOD, METHOD_CONFIGS, MethodConfig
 from tuneforge.config.serve import ServeConfig
-from tuneforge.config.tasks import FrozenConfig, ImageConfig, LMConfig, PromptConfig, SFTConfig
+from tuneforge.config.tasks import FrozenConfig, ImageConfig, LMConfig, NERConfig, PromptConfig, SFTConfig
 from tuneforge.config.training import DataConfig, EvalConfig, ModelConfig, OutputConfig, TrainConfig
 
 
@@ -35,6 +35,7 @@ class Config:
     lm: LMConfig = setting(None, "Language modelling (causal_lm, masked_lm, sft).")
     sft: SFTConfig = setting(None, "Instruction tuning: which columns hold the conversation.")
     prompt: PromptConfig = setting(None, "Prompt-based zero/few-shot classification.")
+    ner: NERConfig = setting(None, "Token classification (named entities): CRF, rule patterns, windows.")
     image: ImageConfig = setting(None, "Image input: size, augmentation, normalisation (image_classification).")
     frozen: FrozenConfig = setting(None, "Frozen: visual prefixes for a frozen language model (task: frozen).")
     output: OutputConfig = setting(None, "Where results go and which loggers run.")

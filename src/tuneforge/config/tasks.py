@@ -173,3 +173,31 @@ class FrozenConfig:
             ("frozen.vqa_shots", self.vqa_shots, all(k >= 0 for k in self.vqa_shots), "shot counts >= 0"),
             ("frozen.vqa_questions", self.vqa_questions, self.vqa_questions >= 1, "at least 1"),
         ])
+
+
+@dataclass
+class NERConfig:
+    crf: bool = setting(False, "token_classification: a CRF layer over the tag scores (Viterbi decoding, "
+                        "transitions learnt); false: each token's most likely tag.")
+    layers: int | None = setting(
+        None, "token_classification: keep only the first N transformer layers of the backbone (faster; lower "
+        "layers carry most of what tagging needs); null: all."
+    )
+    stride: int = setting(
+        16, "token_classification: tokens shared by consecutive windows of a document longer than "
+        "data.max_length; each token is predicted from the window where it has the most context."
+    )
+    patterns: list[dict] = setting(
+        [], "token_classification: rule entities beside the model, each {type, regex} or {type, file} (a "
+        "dictionary file, one entry per line); merged with the model's spans and marked source: rule."
+    )
+
+    def check(self, source: str) -> None:
+        """Refuse values of the right type that cannot work."""
+        require(source, [
+            ("ner.layers", self.layers, self.layers is None or self.layers >= 1, "at least 1 (or null)"),
+            ("ner.stride", self.stride, self.stride >= 0, "not negative"),
+            ("ner.patterns", self.patterns, all(isinstance(p, dict) and "type" in p
+                                                and (("regex" in p) != ("file" in p)) for p in self.patterns),
+             "a list of {type, regex} or {type, file}"),
+        ])

@@ -17,8 +17,14 @@ class DataConfig:
     )
     validation_file: str | None = setting(None, "Validation file; if absent, carved from the training data.")
     test_file: str | None = setting(None, "Test file; if absent and no validation file is given, carved from train.")
-    format: Literal["csv", "tsv", "jsonl", "parquet", "xlsx"] | None = setting(
-        None, "File format; inferred from the file suffix when null (.xlsx: Excel, read directly)."
+    format: Literal["csv", "tsv", "jsonl", "parquet", "xlsx", "conll", "label-studio"] | None = setting(
+        None, "File format; inferred from the file suffix when null (.xlsx: Excel, read directly). "
+        "token_classification: `conll` (a token and its tag per line, blank line between sentences), `jsonl` "
+        "(doccano/Label Studio spans) or `label-studio` (Label Studio's JSON export)."
+    )
+    tag_scheme: Literal["auto", "bio", "iob1", "bioes", "bmes", "io"] = setting(
+        "auto", "token_classification, CoNLL files: the tag scheme (B-/I-/O, BIOES with S-/E-, BMES, plain types "
+        "as IO); auto: inferred from the tags and named in the console. All become one internal scheme."
     )
     encoding: str | None = setting(
         None, "Text encoding of CSV/TSV/JSONL/text files (utf-8, gb18030, big5, utf-16, ...); null: detected, "

@@ -48,6 +48,13 @@ PROBLEM_KINDS: dict[str, str] = {
     "wrong_type": "wrong value type",
     "field_count": "wrong number of fields",
     "unseen_label": "label not in training split",
+    # tagged text (named entities): CoNLL column files and span files (tuneforge.data.tagging)
+    "bad_tag": "invalid tag",
+    "orphan_inside": "entity continued without its beginning",
+    "missing_tag": "token without a tag",
+    "span_outside": "span outside the text",
+    "span_overlap": "overlapping spans",
+    "empty_span": "empty span",
 }
 
 PREVIEW_ROWS = 1000

@@ -182,7 +182,7 @@ def format_metrics_table(metrics: dict) -> str:
         Headline metrics followed by a per-class precision/recall/F1/support table.
     """
     lines = [f"{name:<{_HEADLINE_WIDTH}}  {value}" for name, value in headline_metrics(metrics)]
-    per_class = metrics.get("per_class") or {}
+    per_class = metrics.get("per_class") or metrics.get("per_type") or {}
     if per_class:
         name_width = max(len("label"), *(len(str(name)) for name in per_class))
         lines.append("")
@@ -209,11 +209,14 @@ def headline_metrics(metrics: dict) -> list[tuple[str, str]]:
     keys = _MULTILABEL_HEADLINE if "subset_accuracy" in metrics else _SINGLE_LABEL_HEADLINE
     if "perplexity" in metrics:
         keys = _LANGUAGE_MODEL_HEADLINE
+    if "num_entities" in metrics:
+        keys = _ENTITY_HEADLINE
     pairs = []
     for key, display in keys:
         if key in metrics:
             value = metrics[key]
-            pairs.append((display, f"{int(value):,}" if key in ("num_examples", "tokens") else f"{float(value):.4f}"))
+            counted = key in ("num_examples", "tokens", "num_entities")
+            pairs.append((display, f"{int(value):,}" if counted else f"{float(value):.4f}"))
     return pairs
 
 
@@ -222,6 +225,15 @@ _LANGUAGE_MODEL_HEADLINE = (
     ("perplexity_before", "perplexity before training"),
     ("loss", "loss (nats/token)"),
     ("tokens", "tokens scored"),
+)
+
+_ENTITY_HEADLINE = (
+    ("f1", "entity F1 (micro)"),
+    ("precision", "entity precision"),
+    ("recall", "entity recall"),
+    ("macro_f1", "macro F1 (over types)"),
+    ("num_examples", "sentences"),
+    ("num_entities", "entities"),
 )
 
 _SINGLE_LABEL_HEADLINE = (

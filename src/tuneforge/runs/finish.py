@@ -64,7 +64,7 @@ def finish_run(run_dir: Path, config: Config, splits, label_names: list[str], ev
          "test": [e.label for e in splits.test]}
     )
     report = RunReport(
-        summary=_summary(config, extras, splits), headline=headline, notes=_data_notes(splits),
+        summary=run_summary(config, extras, splits), headline=headline, notes=data_notes(splits),
         images=_plots(run_dir, headline, label_names, distribution) | (images or {}),
         sections=(sections or {}) | _classifier_sections(evaluation), usage=usage or [], distribution=distribution,
         warnings=list(splits.warnings),
@@ -81,7 +81,7 @@ def _plots(run_dir: Path, headline: dict, labels: list[str], distribution: dict)
     return {caption: str(path) for caption, path in images.items()}
 
 
-def _summary(config: Config, extras: dict, splits) -> dict[str, str]:
+def run_summary(config: Config, extras: dict, splits) -> dict[str, str]:
     fit = extras["fit"]
     trainable, total = extras["trainable_parameters"], extras["total_parameters"]
     return {
@@ -98,7 +98,7 @@ def _summary(config: Config, extras: dict, splits) -> dict[str, str]:
     }
 
 
-def _data_notes(splits) -> list[str]:
+def data_notes(splits) -> list[str]:
     notes = [f"{splits.total_rows:,} rows read."]
     if splits.skipped_rows:
         reasons = ", ".join(f"{n} {kind}" for kind, n in splits.skipped.items())

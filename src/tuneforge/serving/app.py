@@ -115,8 +115,8 @@ def create_app(models: dict[str, ServedModel], settings: ServeConfig | None = No
         await server.close()
 
     app = FastAPI(title="tuneforge", version="1", lifespan=lifespan,
-                  description="Models trained with tuneforge: classification, completions and chat (OpenAI shapes), "
-                  "captions and interleaved image-text prompts. Send `Authorization: Bearer <key>`.")
+                  description="Models trained with tuneforge: classification, named entities, completions and chat "
+                  "(OpenAI shapes), captions and interleaved image-text prompts. Send `Authorization: Bearer <key>`.")
     app.state.server = server
     _add_error_handlers(app)
     add_routes(app, server)
@@ -161,7 +161,7 @@ def _limits(settings: ServeConfig) -> dict[str, tuple[str, int]]:
     return {"max_tokens": ("maximum", settings.max_new_tokens),
             "max_completion_tokens": ("maximum", settings.max_new_tokens),
             "stop": ("maxItems", settings.max_stop_strings), "texts": items, "images": items, "prompt": items,
-            "messages": items}
+            "messages": items, "input": items}
 
 
 def _constrain(field: dict, key: str, value: int) -> None:

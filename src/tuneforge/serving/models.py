@@ -73,7 +73,8 @@ def fold_adapters(model) -> None:
 
     meta = getattr(model, "meta", {})
     if meta.get("adapter") and meta.get("method") not in UNMERGEABLE:
-        model.model = merge_adapters(model.model, meta).eval()
+        holder = getattr(model, "tagger", model)  # an entity tagger holds its transformers model in its Tagger
+        holder.model = merge_adapters(holder.model, meta).eval()
 
 
 def model_specs(runs: list[str], named: list[str]) -> dict[str, Path]:
@@ -116,8 +117,14 @@ def inspect(name: str, run: Path) -> ServedModel:
     if task.serve is None:
         raise RunError(f"{run}: a {task.name} run cannot be served ({task.not_served})")
     _refuse_pickles(run, folder.model_dir)
-    return ServedModel(name, Path(run), task.name, labels=folder.meta.get("labels"),
+    return ServedModel(name, Path(run), task.name, labels=folder.meta.get("labels") or _entity_types(folder.meta),
                        created=int(folder.model_dir.joinpath(META_FILE).stat().st_mtime))
+
+
+def _entity_types(meta: dict) -> list[str] | None:
+    """An entity tagger's types (its BIO tags without the prefixes), as the labels /v1/models lists."""
+    tags = meta.get("tags")
+    return sorted({tag.split("-", 1)[-1] for tag in tags if tag != "O"}) if tags else None
 
 
 def _model_dir_or_none(run: Path) -> Path | None:

@@ -88,6 +88,43 @@ class ClassifyResponse(BaseModel):
     data: list[Classification]
 
 
+# --------------------------------------------------------------------------- extract (entity taggers)
+
+
+class ExtractRequest(_Request):
+    model: str = Field(description="A served model name (GET /v1/models).")
+    texts: list[NonEmptyText] | None = Field(None, description="Texts to find entities in.")
+    input: NonEmptyText | list[NonEmptyText] | None = Field(
+        None, description="The same as 'texts' (OpenAI's name): one text or a list; send one of the two.")
+
+
+class Entity(BaseModel):
+    type: str = Field(description="The entity type (PER, LOC, ORG...).")
+    start: int = Field(description="Offset of the first character in the text as sent, in Unicode code points "
+                       "(Python str indices; not UTF-16 units, not bytes).")
+    end: int = Field(description="Offset just past the last character: text[start:end] is the entity.")
+    text: str
+    score: float = Field(description="Mean probability of the entity's word tags (1.0 for a rule's match).")
+    source: str = Field(description="'model', or 'rule' for a match of the run's ner.patterns.")
+
+
+class Extraction(BaseModel):
+    index: int
+    entities: list[Entity]
+
+
+class ExtractUsage(BaseModel):
+    prompt_tokens: int = Field(description="Tokens read, in the model's own tokenizer (no special tokens).")
+    total_tokens: int
+
+
+class ExtractResponse(BaseModel):
+    object: Literal["extraction.list"] = "extraction.list"
+    model: str
+    data: list[Extraction]
+    usage: ExtractUsage
+
+
 # --------------------------------------------------------------------------- completions (OpenAI)
 
 

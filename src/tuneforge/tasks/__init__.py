@@ -27,7 +27,7 @@ from tuneforge.runs.reader import RunFolder, how_to_repair, read_run
 class ServeSpec:
     """How the server answers a task's runs: a kind (which request handler) and the routes of that kind."""
 
-    kind: str  # "text-classifier", "image-classifier", "language-model", "image-text" (Frozen)
+    kind: str  # "text-classifier", "image-classifier", "tagger", "language-model", "image-text" (Frozen)
     routes: tuple[str, ...]
 
 
@@ -60,7 +60,7 @@ class Task:
     loader: str  # load(run_dir) -> the trained model (predict/generate/caption...)
     evaluator: str | None = None  # evaluate(run_dir, EvalRequest) -> the text to print
     starter: str | None = None  # starter(task_name, data_path) -> commented YAML for `tuneforge init`
-    predicts: str | None = None  # what `predict` reads: "texts", "images", or None (not a classifier)
+    predicts: str | None = None  # what `predict` reads: "texts", "images", "spans" (texts in, entities out), None
     generates: bool = False  # `tuneforge generate` works on its runs
     prompts_with_images: bool = False  # `tuneforge caption` / `ask` work on its runs
     serve: ServeSpec | None = None
@@ -168,6 +168,21 @@ def _image_classifier_usage(run: Path) -> list[str]:
             f"tuneforge eval {run} --data LABELLED_FOLDER   # the report on new data"]
 
 
+def _tagger_usage(run: Path) -> list[str]:
+    return [f"tuneforge predict {run} \"{_example_sentence(run)}\"",
+            f"tuneforge predict {run} --file texts.csv --out entities.jsonl",
+            f"tuneforge eval {run} --data labelled.conll   # entity scores on new data"]
+
+
+def _example_sentence(run: Path) -> str:
+    """A sentence to try the tagger on, in the language of its training data (recorded as ``language``)."""
+    try:
+        chinese = read_run(run).meta.get("language") == "zh"
+    except RunError:
+        chinese = False
+    return "李明昨天在北京参观了清华大学。" if chinese else "Angela Merkel met Emmanuel Macron in Paris."
+
+
 def _lm_usage(chat: bool) -> Callable[[Path], list[str]]:
     return lambda run: [f"tuneforge generate {run}{' --chat' if chat else ''} \"your prompt\"",
                         f"tuneforge eval {run} --data held_out.txt   # perplexity on new text"]
@@ -192,6 +207,19 @@ register(Task(
     exports=_CLASSIFIER_EXPORTS, compressible=True, distillable=True,
     weights=("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors"),
     usage=_text_classifier_usage,
+))
+register(Task(
+    "token_classification",
+    "named entities (token classification) from CoNLL files or annotation-tool exports; spans with types, "
+    "offsets and scores; optional CRF and rule patterns",
+    recipe="tuneforge.tasks.token_classification.recipe:train",
+    loader="tuneforge.tasks.token_classification.model:TokenClassifier.from_run",
+    evaluator="tuneforge.tasks.token_classification.files:evaluate_run",
+    starter="tuneforge.tasks.token_classification.files:starter_config",
+    predicts="spans",
+    serve=ServeSpec("tagger", ("/v1/extract",)),
+    exports=("merged", "onnx"),
+    usage=_tagger_usage,
 ))
 register(Task(
     "causal_lm",

@@ -2,6 +2,7 @@
 
     health.py       /healthz, /readyz, /v1/models, /metrics (every server)
     classify.py     /v1/classify (text and image classifiers)
+    extract.py      /v1/extract (entity taggers)
     completions.py  /v1/completions, /v1/chat/completions (causal LMs)
     frozen.py       /v1/caption, /v1/ask (Frozen runs)
 
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
-from tuneforge.serving.routes import classify, completions, frozen, health
+from tuneforge.serving.routes import classify, completions, extract, frozen, health
 from tuneforge.tasks import TASKS
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ AddRoutes = Callable[[FastAPI, "Server"], None]
 FAMILIES: dict[str, AddRoutes] = {
     "text-classifier": classify.add_routes,
     "image-classifier": classify.add_routes,
+    "tagger": extract.add_routes,
     "language-model": completions.add_routes,
     "image-text": frozen.add_routes,
 }
