@@ -26,9 +26,9 @@ def pytest_configure(config) -> None:
 # file at the end. Files that share session fixtures (the served runs) go to one worker, which makes them once.
 SAME_WORKER = {"tests/serving/test_api.py": "tests/serving", "tests/serving/test_server.py": "tests/serving"}
 SLOWEST_FIRST = ("tests/test_compression.py", "tests/test_lm_recipes.py", "tests/serving", "tests/test_frozen.py",
-                 "tests/test_chinese.py", "tests/test_resume.py", "tests/test_recipes.py",
-                 "tests/test_image_classification.py", "tests/test_compare.py", "tests/engine/test_extensions.py",
-                 "tests/test_distributed.py")
+                 "tests/test_chinese.py", "tests/test_token_classification.py", "tests/test_resume.py",
+                 "tests/test_recipes.py", "tests/test_token_exports.py", "tests/test_image_classification.py",
+                 "tests/test_compare.py", "tests/engine/test_extensions.py", "tests/test_distributed.py")
 
 
 def _work_unit(nodeid: str) -> str:

@@ -11,8 +11,9 @@ from tuneforge.errors import TuneforgeError
 def add_parser(subparsers) -> None:
     """``serve`` and ``keys`` and their arguments."""
     p = subparsers.add_parser("serve", help="serve runs over an authenticated HTTP API (FastAPI + uvicorn)",
-                              description="Serve trained runs: /v1/classify, /v1/completions, /v1/chat/completions "
-                                          "(OpenAI shapes), /v1/caption, /v1/ask, /metrics, /healthz, /readyz; "
+                              description="Serve trained runs: /v1/classify, /v1/extract (entities), /v1/completions, "
+                                          "/v1/chat/completions (OpenAI shapes), /v1/caption, /v1/ask, /metrics, "
+                                          "/healthz, /readyz; "
                                           "docs at /docs. Needs an API key (tuneforge keys create NAME).")
     p.add_argument("runs", nargs="*", help="run directories, each served under its folder name")
     p.add_argument("--name", action="append", metavar="NAME=RUN_DIR", help="serve a run under a name of your "

@@ -110,8 +110,11 @@ def _images_section(images: dict[str, str], report_dir: Path) -> str:
 
 
 def _image_link(image: str | Path, report_dir: Path) -> str:
-    """Relative link when the image sits under the report's folder; otherwise the path as given."""
+    """Relative link when the image sits under the report's folder; otherwise the path as given. A relative path
+    that exists from the working directory (a run under the default ``output.dir: runs``) is read from there."""
     image_path = Path(image)
+    if not image_path.is_absolute() and image_path.exists() and not (report_dir / image_path).exists():
+        image_path = image_path.resolve()
     if image_path.is_absolute():
         try:
             image_path = image_path.resolve().relative_to(report_dir.resolve())

@@ -27,7 +27,7 @@ from tuneforge.tasks.token_classification.scoring import entity_errors, entity_s
 def predict_file(model, source: Path, out: Path, column: str, force: bool, *, encoding: str | None = None,
                  sheet: str | int | None = None) -> int:
     """Tag every text of a table (CSV/TSV/JSONL/Parquet/Excel) or a .txt file (one text per line)."""
-    check_output(out, source, force)
+    check_output(out, source, force, suffixes=(".jsonl", ".csv", ".xlsx"))
     if source.suffix.lower() == ".txt":
         texts = [line for line in decode(source.read_bytes(), str(source), encoding).text.splitlines()
                  if line.strip()]
@@ -35,7 +35,7 @@ def predict_file(model, source: Path, out: Path, column: str, force: bool, *, en
     else:
         rows, texts = read_texts(source, column, encoding=encoding, sheet=sheet)
     entities = model.predict(texts)
-    if out.suffix.lower() in (".jsonl", ".json"):
+    if out.suffix.lower() == ".jsonl":
         out.write_text("".join(json.dumps({"text": t, "entities": e}, ensure_ascii=False) + "\n"
                                for t, e in zip(texts, entities, strict=True)), encoding="utf-8")
     else:
@@ -149,15 +149,16 @@ def starter_config(task: str, data: Path, encoding: str | None = None, sheet: st
         "model:",
         f"  name: {backbone.model}" + (f"     # {backbone.why}" if backbone.why else ""),
         "method:",
-        "  name: lora",
-        "  r: 16",
-        *(["ner:", "  layers: 6                  # the first 6 of 18 layers: 3x faster, little F1 lost"]
-          if chinese else ["ner:"]),
-        "  crf: false",
+        "  name: topk                 # the top k layers, head and CRF train; the embeddings stay frozen",
+        "  k: 6",
+        "ner:",
+        *(["  layers: 6                  # Gemma's first 6 of 18 layers: 3x faster (docs/ner.md)"] if chinese else []),
+        "  crf: true",
         "train:",
         f"  epochs: {1 if chinese else 3}",
         "  batch_size: 16",
-        f"  lr: {'1.0e-3' if chinese else '2.0e-3'}",
+        "  lr: 1.0e-4",
+        "  head_lr: 1.0e-3",
     ]
     if problems := result.problems:
         lines.insert(2, f"# {len(problems)} problems found (first: {problems[0]}); fix them or set "

@@ -53,6 +53,10 @@ class Tagger(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    def get_input_embeddings(self) -> nn.Module:
+        """The backbone's word embeddings (what embedding-space extensions such as adversarial training perturb)."""
+        return self.model.get_input_embeddings()
+
     def forward(self, batch: dict, with_loss: bool = False) -> torch.Tensor:
         """Word emissions (B, W, K); with ``with_loss``, the loss on the batch's word tags (training calls the
         model this way, so a DDP wrapper sees one forward)."""
