@@ -432,7 +432,7 @@ def distill(teacher_run: str | Path, config: str | Path | Config | None = None,
 
     The student is trained by the teacher task's own recipe, with a distillation extension.
     """
-    from tuneforge.tasks import open_run, recipe_for
+    from tuneforge.tasks import open_run
 
     folder, task = open_run(teacher_run)
     teacher_dir, meta = folder.model_dir, folder.meta
@@ -453,7 +453,7 @@ def distill(teacher_run: str | Path, config: str | Path | Config | None = None,
     else:
         extension = OnlineDistillation(merge_adapters(teacher.model, meta).eval(), teacher_dir, config.distill,
                                        language_model=not images)
-    return recipe_for(task.name)(config, extensions=[extension])
+    return task.train(config, extensions=[extension])  # with the config's techniques (data.augment...)
 
 
 def _check_online_settings(settings: DistillConfig, task: str, language_model: bool) -> None:

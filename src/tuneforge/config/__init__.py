@@ -30,6 +30,8 @@ from tuneforge.config.schema import Config
 from tuneforge.config.serve import ServeConfig
 from tuneforge.config.tasks import FrozenConfig, ImageConfig, LMConfig, PromptConfig, SFTConfig
 from tuneforge.config.training import (
+    AdversarialConfig,
+    AugmentConfig,
     CheckpointConfig,
     DataConfig,
     EvalConfig,
@@ -41,6 +43,8 @@ from tuneforge.config.training import (
 __all__ = [
     "METHOD_CONFIGS",
     "AdaLoraConfig",
+    "AdversarialConfig",
+    "AugmentConfig",
     "CheckpointConfig",
     "Config",
     "DataConfig",

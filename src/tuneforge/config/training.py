@@ -9,6 +9,41 @@ from tuneforge.config.fields import require, setting
 
 
 @dataclass
+class AugmentConfig:
+    """EDA-style text augmentation (Wei and Zou, 2019), drawn afresh per example and epoch from the run's seed."""
+
+    synonym: float = setting(
+        0.0, "Share of words replaced by a synonym (English: WordNet; Chinese: the Cilin thesaurus over jieba words)."
+    )
+    insert: float = setting(0.0, "Share of the word count inserted as synonyms of other words, at random places.")
+    swap: float = setting(0.0, "Share of the word count swapped pairwise.")
+    delete: float = setting(0.0, "Probability of deleting each word (a text never loses all its words).")
+    char_noise: float = setting(
+        0.0, "Share of characters changed: keyboard typos in English, similar-sounding or equivalent characters in "
+        "Chinese (nlpcda's tables)."
+    )
+    probability: float = setting(
+        0.5, "Share of training examples augmented in each epoch; the others are seen as written."
+    )
+    language: Literal["auto", "en", "zh"] = setting(
+        "auto", "Which synonym tables: auto picks per text (Chinese when it holds CJK characters, else English)."
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return any(rate > 0 for rate in (self.synonym, self.insert, self.swap, self.delete, self.char_noise))
+
+    def check(self, source: str) -> None:
+        """Every rate is a share in [0, 1]."""
+        require(source, [
+            (f"data.augment.{name}", value, 0 <= value <= 1, "in [0, 1]")
+            for name, value in (("synonym", self.synonym), ("insert", self.insert), ("swap", self.swap),
+                                ("delete", self.delete), ("char_noise", self.char_noise),
+                                ("probability", self.probability))
+        ])
+
+
+@dataclass
 class DataConfig:
     dataset: str | None = setting("rt-sentences", "Built-in dataset (`tuneforge list datasets`); null to use files.")
     train_file: str | None = setting(
@@ -54,6 +89,15 @@ class DataConfig:
         False, "Train even when the model's tokenizer cannot represent the text (many unknown or byte-level "
         "tokens); false: stop before training and name the registered models that cover it."
     )
+    split_seed: int | None = setting(
+        None, "Seed of the train/validation/test split and of max_examples' sample; null = the run's `seed`. "
+        "Fix it to train several seeds (an ensemble) on the same split."
+    )
+    augment: AugmentConfig = setting(AugmentConfig(), "Text augmentation of the training examples (off by default).")
+    paraphrase_column: str | None = setting(
+        None, "Column of paraphrases of each training text (back-translations, or `tuneforge paraphrase` output): "
+        "each non-empty one joins training with its row's label."
+    )
 
     def check(self, source: str) -> None:
         """Refuse values of the right type that cannot work (``source`` names the file in the message)."""
@@ -64,6 +108,7 @@ class DataConfig:
             ("data.split", self.split, _valid_split(self.split), "three fractions >= 0 summing to 1, train > 0"),
             ("data.label_separator", self.label_separator, bool(self.label_separator), "a non-empty string"),
         ])
+        self.augment.check(source)
 
 
 def _valid_split(split: list[float]) -> bool:
@@ -90,6 +135,27 @@ class CheckpointConfig:
         require(source, [
             ("train.checkpoint.every", self.every, self.every is None or self.every >= 1, "at least 1 (or null)"),
             ("train.checkpoint.keep_last", self.keep_last, self.keep_last >= 1, "at least 1"),
+        ])
+
+
+@dataclass
+class AdversarialConfig:
+    method: Literal["fgm", "pgd"] | None = setting(
+        None, "Adversarial training on the input embeddings: `fgm` (one step, Miyato et al. 2017) or `pgd` (several "
+        "steps projected onto the epsilon ball, Madry et al. 2018); null = off."
+    )
+    epsilon: float = setting(1.0, "Size (L2 norm per example) of the embedding perturbation.")
+    steps: int = setting(3, "pgd: ascent steps per batch (each one more forward and backward).")
+    alpha: float = setting(0.3, "pgd: size of each ascent step.")
+    weight: float = setting(1.0, "Weight of the adversarial loss added to the clean loss.")
+
+    def check(self, source: str) -> None:
+        """Refuse values of the right type that cannot work."""
+        require(source, [
+            ("train.adversarial.epsilon", self.epsilon, self.epsilon > 0, "positive"),
+            ("train.adversarial.steps", self.steps, self.steps >= 1, "at least 1"),
+            ("train.adversarial.alpha", self.alpha, self.alpha > 0, "positive"),
+            ("train.adversarial.weight", self.weight, self.weight > 0, "positive"),
         ])
 
 
@@ -121,6 +187,7 @@ class TrainConfig:
         "stop", "A NaN/inf loss or gradient: `stop` names the step and rows; `skip_batch` skips and counts it."
     )
     checkpoint: CheckpointConfig = setting(CheckpointConfig(), "Checkpoints for exact resume.")
+    adversarial: AdversarialConfig = setting(AdversarialConfig(), "Adversarial training (robustness to noisy input).")
 
     def check(self, source: str) -> None:
         """Refuse values of the right type that cannot work, checkpoint settings included."""
@@ -139,6 +206,7 @@ class TrainConfig:
             ("train.num_workers", self.num_workers, self.num_workers >= 0, "not negative"),
         ])
         self.checkpoint.check(source)
+        self.adversarial.check(source)
 
 
 @dataclass

@@ -56,6 +56,7 @@ def load_splits(data: DataConfig, seed: int, files: dict[str, Path] | None = Non
     Raises:
         DataError: listing the bad rows (first 20 and a count) unless ``data.on_bad_rows`` is skip.
     """
+    seed = data.split_seed if data.split_seed is not None else seed
     files = files or resolve_files(data)
     results = {split: (read or _read)(path, data) for split, path in files.items()}
     problems = [p for result in results.values() for p in result.problems]

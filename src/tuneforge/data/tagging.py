@@ -331,6 +331,7 @@ def load_tagged_splits(data: DataConfig, seed: int) -> Splits:
         DataError: Listing the bad sentences (first 20 and a count) unless ``data.on_bad_rows`` is skip; no
             training sentences or no entity in them; an empty validation split.
     """
+    seed = data.split_seed if data.split_seed is not None else seed
     files = resolve_files(data)
     own = bool(data.train_file)
     results = {split: read_tagged(path, fmt=data.format if own else None, scheme=data.tag_scheme if own else "bio",

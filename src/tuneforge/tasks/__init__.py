@@ -48,6 +48,7 @@ class EvalRequest:
     episodes: int | None = None
     encoding: str | None = None  # of --data (null: detected)
     sheet: str | int | None = None  # of an Excel --data
+    perturb: tuple[str, ...] = ()  # robustness: also score the data after these perturbations ("typos", "synonyms")
 
 
 @dataclass(frozen=True)
@@ -68,11 +69,15 @@ class Task:
     exports: tuple[str, ...] = ()  # `tuneforge export --format` values that apply
     compressible: bool = False  # prune / compress / int8 / ONNX
     distillable: bool = False  # a run can teach a student (`tuneforge distill`)
-    weights: tuple[str, ...] = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
+    weights: tuple[str, ...] = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors",
+                                "bottleneck_adapters.safetensors")
     usage: Callable[[Path], list[str]] = field(default=lambda run: [])  # next steps: "command   # comment"
 
     def train(self, config, resume=None, resume_force: bool = False, extensions=()) -> Any:
-        more = {"extensions": list(extensions)} if extensions else {}
+        from tuneforge.techniques import configured_techniques  # lazily: they import torch
+
+        extensions = [*configured_techniques(config), *extensions]  # data.augment, train.adversarial...
+        more = {"extensions": extensions} if extensions else {}
         return _resolve(self.recipe)(config, resume=resume, resume_force=resume_force, **more)
 
     def load(self, run_dir: str | Path) -> Any:
@@ -205,7 +210,8 @@ register(Task(
     predicts="texts",
     serve=ServeSpec("text-classifier", ("/v1/classify",)),
     exports=_CLASSIFIER_EXPORTS, compressible=True, distillable=True,
-    weights=("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors"),
+    weights=("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors",
+             "bottleneck_adapters.safetensors"),
     usage=_text_classifier_usage,
 ))
 register(Task(
