@@ -53,6 +53,10 @@ class TaskContext:
     splits: Any = None  # the validated raw rows (``splits.train``, ``.validation``, ``.test``)
     datasets: dict[str, Any] = field(default_factory=dict)  # per split, as the model reads them
     logits_of: Callable[[nn.Module, dict], torch.Tensor] | None = None  # classifiers: (model, batch) -> logits
+    # Tasks whose training rows are text: ``remake_batch(batch, change)`` rebuilds a training batch after
+    # ``change(index, row) -> row | None`` saw each raw training row (None: keep the item as the loader made it);
+    # augmentation uses it. Rows are ``Example`` (text classification) or ``TaggedText`` (token classification).
+    remake_batch: Callable[[dict, Callable[[int, Any], Any]], dict] | None = None
 
 
 @dataclass

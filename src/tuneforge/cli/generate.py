@@ -33,6 +33,44 @@ def add_parser(subparsers) -> None:
     p.add_argument("--sheet", help="Excel --file: the sheet to read, by name or number from 1 (default: the first)")
     p.set_defaults(handler=generate)
 
+    p = subparsers.add_parser("paraphrase", help="paraphrases of a training file's texts with a local causal LM "
+                                                 "(for data.paraphrase_column)",
+                              description="Rewrite every text of a table with a chat-tuned causal LM (a run, "
+                                          "smollm2-135m, or an HF folder); the output is the table plus a "
+                                          "paraphrase column, empty where the paraphrase failed a quality filter.")
+    p.add_argument("model", help="causal_lm/sft run directory, registered model (smollm2-135m) or HF folder")
+    p.add_argument("--file", required=True, help="CSV/TSV/JSONL/Parquet/Excel table with the texts")
+    p.add_argument("--out", required=True, help="output table: .csv (UTF-8 with BOM), .jsonl or .xlsx")
+    p.add_argument("--text-column", default="text", help="column of the texts (default: text)")
+    p.add_argument("--column", default="paraphrase", help="name of the new column (default: paraphrase)")
+    p.add_argument("--prompt", help="instruction with {text}; default: an English or Chinese one, by the text")
+    p.add_argument("--max-new-tokens", type=int, default=96, help="tokens per paraphrase at most (default 96)")
+    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7; 0 = greedy)")
+    p.add_argument("--seed", type=int, default=0, help="seed for sampling (default 0)")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.add_argument("--encoding", help="text encoding of --file; default: a byte-order mark, UTF-8, or detected")
+    p.add_argument("--sheet", help="Excel --file: the sheet to read, by name or number from 1 (default: the first)")
+    p.set_defaults(handler=paraphrase)
+
+
+def paraphrase(args: argparse.Namespace) -> int:
+    """``tuneforge paraphrase MODEL --file TABLE --out TABLE``."""
+    from tuneforge.tasks.classification import check_output
+    from tuneforge.tasks.language_models.generator import GenerationSettings
+    from tuneforge.tasks.language_models.paraphrase import paraphrase_file
+
+    source, out = Path(args.file), Path(args.out)
+    check_output(out, source, args.force, suffixes=(".csv", ".jsonl", ".xlsx"))
+    if args.prompt is not None and "{text}" not in args.prompt:
+        raise TuneforgeError("--prompt must contain {text}, where each text goes")
+    settings = GenerationSettings(args.max_new_tokens, args.temperature, top_p=0.9, seed=args.seed)
+    settings.check()
+    result = paraphrase_file(_language_model(args.model), source, out, args.text_column, args.column, settings,
+                             args.prompt, encoding=args.encoding, sheet=args.sheet)
+    print(f"wrote {result.written:,} rows to {result.out}: {result.kept:,} with a paraphrase that passed the filter; "
+          f"train with data.paraphrase_column={args.column}")
+    return 0
+
 
 def generate(args: argparse.Namespace) -> int:
     """``tuneforge generate MODEL [PROMPT]``: streamed to the terminal, or one JSONL line per prompt of --file."""

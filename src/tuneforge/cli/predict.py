@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from tuneforge.cli.common import optional_path, positive
+from tuneforge.cli.common import optional_path, positive, split_list
 from tuneforge.errors import TuneforgeError
 
 
@@ -48,6 +48,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--label-column", help="default: the one used in training")
     p.add_argument("--on-bad-rows", choices=["error", "skip"], default="error", help="as data.on_bad_rows")
     p.add_argument("--force", action="store_true", help="overwrite a report already in --out")
+    p.add_argument("--perturb", metavar="KIND[=RATE],...",
+                   help="text and token classification: also score the data after noise, beside the clean score: "
+                        "typos (keyboard typos; Chinese: similar characters), synonyms (WordNet/Cilin); rate = share "
+                        "of words touched (default 0.1). Without --data: the run's own test split")
     add_file_options(p, "--data")
     p.set_defaults(handler=evaluate)
 
@@ -166,9 +170,14 @@ def evaluate(args: argparse.Namespace) -> int:
     from tuneforge.tasks import EvalRequest, open_run
 
     _, task = open_run(args.run)
+    perturb = tuple(split_list(args.perturb)) if args.perturb else ()
+    if perturb and task.predicts not in ("texts", "spans"):
+        raise TuneforgeError(f"--perturb: only text and token classification runs read text to perturb; "
+                             f"{args.run} is a {task.name} run")
     request = EvalRequest(data=optional_path(args.data), out=optional_path(args.out), text_column=args.text_column,
                           label_column=args.label_column, image_column=args.image_column,
                           on_bad_rows=args.on_bad_rows, force=args.force, blind=args.blind, binding=args.binding,
-                          vqa=args.vqa, episodes=args.episodes, encoding=args.encoding, sheet=args.sheet)
+                          vqa=args.vqa, episodes=args.episodes, encoding=args.encoding, sheet=args.sheet,
+                          perturb=perturb)
     print(task.evaluate(args.run, request))
     return 0

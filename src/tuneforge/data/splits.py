@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tuneforge.config import DataConfig
 from tuneforge.data.hygiene import class_count_warnings, numeric_text_warning, skipped_shares, unify_label_spellings
+from tuneforge.data.paraphrases import with_paraphrases
 from tuneforge.data.readers import Example, Problem, ReadResult, read_examples
 from tuneforge.data.validation import (
     check_unseen_labels,
@@ -78,6 +79,12 @@ def load_splits(data: DataConfig, seed: int, files: dict[str, Path] | None = Non
     if problems and data.on_bad_rows == "error":
         raise DataError(format_problems(problems, total_rows))
     train, validation, test = splits
+    if data.paraphrase_column:
+        if read is not None or not data.train_file:
+            raise DataError("data.paraphrase_column: paraphrases are read from a text table given as "
+                            "data.train_file; set it null")
+        train, note = with_paraphrases(train, files["train"], data)
+        notes.append(note)
     sources = _describe_sources(files, None if data.train_file else data.dataset)
     result = Splits(train, validation, test, sources, summarize_skipped(problems), count_bad_rows(problems),
                     total_rows, warnings, notes)

@@ -76,6 +76,7 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
     datasets["train"] = hooks.train_data(datasets["train"], context)
     context.datasets = datasets
     pad_id = tokenizer.pad_token_id or 0
+    context.remake_batch = batch_remaker(splits.train, datasets["train"], tokenizer, config.data.max_length, pad_id)
     train_loader = _train_loader(datasets["train"], pad_id, config)
     heads = tuple(head_module_names(model))
     target = Target(heads=heads, task_type="SEQ_CLS", total_steps=planned_steps(config, train_loader),
@@ -163,6 +164,24 @@ def text_logits(model: nn.Module, batch: dict) -> torch.Tensor:
 def _dataset(rows: list[Example], tokenizer, labels: LabelSpace, max_length: int) -> TokenizedTexts:
     targets = encode_targets([r.label for r in rows], labels.names, labels.multi_label) if rows else None
     return TokenizedTexts(tokenize([r.text for r in rows], tokenizer, max_length) if rows else [], targets)
+
+
+def batch_remaker(rows: list[Example], dataset: TokenizedTexts, tokenizer, max_length: int, pad_id: int):
+    """``TaskContext.remake_batch``: a training batch rebuilt after ``change(index, row)`` saw each labelled row."""
+    collate = PadCollator(pad_id)
+
+    def remake(batch: dict, change) -> dict:
+        items = []
+        for index in batch["index"].tolist():
+            # rows past the labelled ones were added by an extension (distillation's unlabelled texts): kept
+            changed = change(index, rows[index]) if index < len(rows) else None
+            item = dataset[index]
+            if changed is not None:
+                item = {**item, "input_ids": tokenize([changed.text], tokenizer, max_length)[0]}
+            items.append(item)
+        return collate(items)
+
+    return remake
 
 
 def _train_loader(dataset: TokenizedTexts, pad_id: int, config: Config) -> DataLoader:

@@ -11,15 +11,17 @@ import csv
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from tuneforge.data.encodings import decode
 from tuneforge.data.excel import write_workbook
-from tuneforge.data.tagging import entity_tags, read_tagged, tags_to_entities
+from tuneforge.data.tagging import TaggedReadResult, entity_tags, load_tagged_splits, read_tagged, tags_to_entities
 from tuneforge.data.validation import format_problems
 from tuneforge.errors import DataError, TuneforgeError
 from tuneforge.evaluation.report import write_report
 from tuneforge.starter import text_backbone
 from tuneforge.tasks.classification import CSV_ENCODING, check_output, eval_dir
+from tuneforge.tasks.robustness import parse_perturbations, robustness, run_config
 from tuneforge.tasks.text_classification.files import read_texts
 from tuneforge.tasks.token_classification.scoring import entity_errors, entity_scores, report_section, type_confusion
 
@@ -75,35 +77,61 @@ def show(texts: list[str], entities: list[list[dict]]) -> str:
 
 
 def evaluate_run(run_dir: str | Path, request) -> str:
-    """``tuneforge eval`` for taggers: entity scores on a labelled file, and the report's path."""
+    """``tuneforge eval`` for taggers: entity scores on a labelled file (or, with ``--perturb`` and no ``--data``,
+    the run's own test split), and the report's path."""
     from tuneforge.tasks import load
 
-    if request.data is None:
+    if request.data is None and not request.perturb:
         raise TuneforgeError("--data is required: a labelled CoNLL or span file (JSONL, Label Studio JSON)")
     for option in ("text_column", "label_column", "image_column", "sheet"):
         if getattr(request, option) is not None:
             raise TuneforgeError(f"--{option.replace('_', '-')} does not apply to token classification: its files "
                                  "have a fixed shape (CoNLL columns, or text + spans)")
-    data = Path(request.data)
+    perturbations = parse_perturbations(request.perturb)
+    data = Path(request.data) if request.data is not None else Path("test-split")
     out = eval_dir(Path(run_dir), data, request.out, request.force)
-    result = read_tagged(data, encoding=request.encoding)
-    if result.problems and request.on_bad_rows == "error":
-        raise DataError(format_problems(result.problems, result.total_rows))
+    items, result = _labelled_sentences(Path(run_dir), request)
     model = load(run_dir)
-    items = result.examples
-    if not items:
-        raise DataError(f"{data}: no usable sentences")
+
+    def score_items(sentences: list) -> dict:
+        return entity_scores([entity_tags(i) for i in sentences], model.tag(sentences)[0])
+
     tags, _ = model.tag(items)
     scores = entity_scores([entity_tags(i) for i in items], tags)
     found = [tags_to_entities(t, i.words) for t, i in zip(tags, items, strict=True)]
     gold = [i.entities for i in items]
-    section = report_section(scores, entity_errors(gold, found, [i.text for i in items]), type_confusion(gold, found))
-    _write_evaluation(out, Path(run_dir), data, scores, section, len(items), result)
+    sections = {"Entities": report_section(scores, entity_errors(gold, found, [i.text for i in items]),
+                                           type_confusion(gold, found))}
+    if perturbations:
+        scores["robustness"], sections["Robustness"] = robustness(items, perturbations, score_items, scores,
+                                                                  keys=("f1", "precision", "recall"),
+                                                                  text_of=lambda item: item.text)
+    _write_evaluation(out, Path(run_dir), data, scores, sections, len(items), result)
+    robust = "".join(f"\n{kind} (rate {row['rate']:g}): entity F1 {row['f1']:.4f} ({row['f1_change']:+.4f})"
+                     for kind, row in scores.get("robustness", {}).items())
     return (f"entity F1 {scores['f1']:.4f} (precision {scores['precision']:.4f}, recall {scores['recall']:.4f}) "
-            f"on {len(items):,} sentences\n\nreport: {out / 'report.md'}")
+            f"on {len(items):,} sentences{robust}\n\nreport: {out / 'report.md'}")
 
 
-def _write_evaluation(out: Path, run_dir: Path, data: Path, scores: dict, section: str, count: int, result) -> None:
+def _labelled_sentences(run_dir: Path, request) -> tuple[list, Any]:
+    """The sentences ``eval`` scores: ``--data`` read and checked, or the run's own test split."""
+    if request.data is None:
+        config = run_config(run_dir, "a labelled CoNLL or span file")
+        items = load_tagged_splits(config.data, config.seed).test
+        if not items:
+            raise DataError(f"{run_dir}: the run has no test split; pass --data with labelled sentences")
+        return items, TaggedReadResult(examples=items)
+    data = Path(request.data)
+    result = read_tagged(data, encoding=request.encoding)
+    if result.problems and request.on_bad_rows == "error":
+        raise DataError(format_problems(result.problems, result.total_rows))
+    if not result.examples:
+        raise DataError(f"{data}: no usable sentences")
+    return result.examples, result
+
+
+def _write_evaluation(out: Path, run_dir: Path, data: Path, scores: dict, sections: dict[str, str], count: int,
+                      result) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps({"data": str(data), "sentences": count, **scores}, indent=2,
                                                  ensure_ascii=False), encoding="utf-8")
@@ -115,7 +143,7 @@ def _write_evaluation(out: Path, run_dir: Path, data: Path, scores: dict, sectio
     write_report(out / "report.md", title=f"tuneforge eval of {run_dir.name} on {data.name}",
                  summary={"run": str(run_dir), "data": str(data), "when": time.strftime("%Y-%m-%d %H:%M")},
                  metrics={k: v for k, v in scores.items() if isinstance(v, float)}, data_notes=notes,
-                 extra_sections={"Entities": section})
+                 extra_sections=sections)
 
 
 # --------------------------------------------------------------------------- init

@@ -70,6 +70,7 @@ def train(config: Config, resume: str | Path | None = None, resume_force: bool =
     train_set = hooks.train_data(WindowDataset([w for doc in windows["train"] for w in doc]), context)
     context.datasets = {"train": train_set, **{k: v for k, v in windows.items() if k != "train"}}
     pad_id = tokenizer.pad_token_id or 0
+    context.remake_batch = batch_remaker(splits.train, train_set, tagging, pad_id)
     train_loader = _train_loader(train_set, pad_id, config)
     heads = tuple(head_module_names(model))
     target = Target(heads=heads, task_type="TOKEN_CLS", total_steps=planned_steps(config, train_loader),
@@ -103,6 +104,9 @@ def _check_settings(config: Config) -> None:
         raise ConfigError("method.cache_features: only image_classification caches features; set it false")
     if config.data.multi_label:
         raise ConfigError("data.multi_label: token classification gives each word one tag; set it false")
+    if config.data.paraphrase_column:
+        raise ConfigError("data.paraphrase_column: a paraphrase has no entity spans to train on; set it null "
+                          "(data.augment keeps entities aligned)")
     if config.method.name in ("prefix_tuning", "prompt_tuning"):
         # PEFT prepends virtual tokens, which shifts every word's position in the model's output
         raise ConfigError(f"method '{config.method.name}' adds virtual tokens before the text, which token "
@@ -123,6 +127,30 @@ def _window_source(rows: list[TaggedText], dataset: WindowDataset, index: int) -
     if windows is None or index >= len(windows):
         return f"added example {index + 1}"
     return rows[windows[index].item].source
+
+
+def batch_remaker(rows: list[TaggedText], dataset: WindowDataset, tagging: Tagging, pad_id: int):
+    """``TaskContext.remake_batch`` for tagged text: a sentence that fits one window is re-encoded after
+    ``change(index, sentence)``; windows of longer documents stay as they are."""
+    collate = WindowCollator(pad_id)
+
+    def remake(batch: dict, change) -> dict:
+        items = []
+        for index in batch["index"].tolist():
+            item = dataset[index]
+            window = dataset.windows[index] if index < len(dataset.windows) else None
+            whole = window is not None and window.first_word == 0 and \
+                len(window.word_positions) == len(rows[window.item].words)
+            changed = change(index, rows[window.item]) if whole else None
+            if changed is not None:
+                remade = tagging.windows([(changed.text, changed.words)], [entity_tags(changed)])[0]
+                if len(remade) == 1:  # still one window (an inserted word could push it past max_length)
+                    item = {"input_ids": remade[0].input_ids, "word_positions": remade[0].word_positions,
+                            "word_tags": remade[0].word_tags, "index": index}
+            items.append(item)
+        return collate(items)
+
+    return remake
 
 
 def _train_loader(dataset: WindowDataset, pad_id: int, config: Config) -> DataLoader:
