@@ -4,7 +4,8 @@ Every folder holds the tokenizer, ``config.json`` (label names included) and ``t
 thresholds, max length, the format), so ``tuneforge predict``, ``tuneforge eval`` and ``tuneforge serve``
 load it like a run. Formats:
 
-- ``merged``: adapters folded into a plain transformers folder (safetensors).
+- ``merged``: adapters folded into a plain transformers folder (safetensors); bottleneck adapters are extra
+  layers, not weight deltas, so their runs are refused here and export as the formats below.
 - ``int8``: PyTorch dynamic int8 (Linear weights int8 per channel); the embeddings stay fp32.
 - ``onnx``: the fp32 graph for ONNX Runtime (or any ONNX consumer), dynamic batch and length.
 - ``onnx-int8``: ONNX Runtime dynamic int8 of that graph (MatMul and embedding weights int8).
@@ -45,7 +46,7 @@ def export(run: str | Path, fmt: str, out: str | Path | None = None, force: bool
     source = folder.model_dir
     out = Path(out) if out else default_output(source, "merged" if fmt == "merged" else f"export-{fmt}")
     check_replaceable(out, source, force)
-    require_mergeable(folder.meta, f"--format {fmt}")
+    require_mergeable(folder.meta, f"--format {fmt}", traced=fmt != "merged")
     if not task.exports:
         raise ConfigError(f"{run}: a {task.name} run has no weights of its own to export")
     if folder.format != "pytorch":
@@ -104,6 +105,8 @@ def _write_classifier(classifier, source: Path, fmt: str, folder: Path) -> None:
     started = time.perf_counter()
     if fmt == "int8":
         save_file(int8_tensors(quantize_int8(merged)), folder / INT8_FILE)
+        if hasattr(merged, "save_settings"):  # bottleneck adapters: the loader rebuilds their layers from it
+            merged.save_settings(folder)
     else:
         write_onnx(merged, classifier.tokenizer, folder / ONNX_FILE)
         if fmt == "onnx-int8":

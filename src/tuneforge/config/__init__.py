@@ -17,6 +17,7 @@ from tuneforge.config.loading import apply_overrides, config_from_dict, flatten,
 from tuneforge.config.methods import (
     METHOD_CONFIGS,
     AdaLoraConfig,
+    AdapterConfig,
     FreezeConfig,
     FullConfig,
     IA3Config,
@@ -43,6 +44,7 @@ from tuneforge.config.training import (
 __all__ = [
     "METHOD_CONFIGS",
     "AdaLoraConfig",
+    "AdapterConfig",
     "AdversarialConfig",
     "AugmentConfig",
     "CheckpointConfig",

@@ -129,6 +129,31 @@ class PromptTuningConfig:
                           "at least 1")])
 
 
+@dataclass
+class AdapterConfig:
+    name: Literal["adapter"] = setting(
+        "adapter", "Bottleneck adapters (Houlsby/Pfeiffer) after each layer's output projections; base model frozen."
+    )
+    placement: Literal["houlsby", "pfeiffer"] = setting(
+        "pfeiffer", "houlsby: an adapter after the attention output and after the feed-forward output of every "
+        "layer; pfeiffer: after the feed-forward output only (half the parameters)."
+    )
+    reduction_factor: int = setting(16, "Bottleneck width = hidden size / reduction_factor (minilm-l6: 384/16 = 24).")
+    non_linearity: Literal["relu", "gelu"] = setting("relu", "Activation between the down- and up-projection.")
+    target_modules: list[str] | None = setting(
+        None, "Module names inside each transformer layer to put an adapter after (e.g. [attn.c_proj, mlp.c_proj]), "
+        "overriding placement; null = the placement's modules for the family (BERT, Llama, Gemma, DistilBERT)."
+    )
+
+    def check(self, source: str) -> None:
+        """Refuse values of the right type that cannot work."""
+        require(source, [
+            ("method.reduction_factor", self.reduction_factor, self.reduction_factor >= 1, "at least 1"),
+            ("method.target_modules", self.target_modules, self.target_modules is None or len(self.target_modules) > 0,
+             "a non-empty list or null"),
+        ])
+
+
 METHOD_CONFIGS: dict[str, type] = {
     "full": FullConfig,
     "freeze": FreezeConfig,
@@ -138,7 +163,8 @@ METHOD_CONFIGS: dict[str, type] = {
     "ia3": IA3Config,
     "prefix_tuning": PrefixTuningConfig,
     "prompt_tuning": PromptTuningConfig,
+    "adapter": AdapterConfig,
 }
 MethodConfig = (FullConfig | FreezeConfig | TopKConfig | LoraConfig | AdaLoraConfig | IA3Config
-                | PrefixTuningConfig | PromptTuningConfig)
+                | PrefixTuningConfig | PromptTuningConfig | AdapterConfig)
 DEFAULT_METHOD = "lora"  # the quickstart's method: what a config without `method.name` gets

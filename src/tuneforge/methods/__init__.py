@@ -7,7 +7,8 @@ exactly as it did before saving. Language-model tasks have no new head.
 
 The parameter-efficient methods (lora, adalora, ia3, prefix_tuning, prompt_tuning) are PEFT's own;
 tuneforge picks their targets per model family and runs what plain training loops forget (AdaLoRA's
-rank allocator and its orthogonality regulariser, see ``method_extensions``).
+rank allocator and its orthogonality regulariser, see ``method_extensions``). Bottleneck adapters
+(``adapter``) are tuneforge's own, in ``methods.bottleneck``: PEFT has none.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from torch import nn
 
 from tuneforge.config import (
     AdaLoraConfig,
+    AdapterConfig,
     FreezeConfig,
     IA3Config,
     LoraConfig,
@@ -227,6 +229,17 @@ def _wrap(model: nn.Module, config, setting: str) -> nn.Module:
                           f"(this model's linear layers: {', '.join(linear)})") from None
 
 
+def _adapter(model: nn.Module, method: AdapterConfig, target: Target) -> nn.Module:
+    # The wrapper saves only adapters and head, and only the classifier loaders rebuild it; a language model's
+    # loader would look for a transformers folder that is not there.
+    if target.task_type not in ("SEQ_CLS", "TOKEN_CLS"):
+        raise ConfigError("method 'adapter' (bottleneck adapters) works for text_classification and "
+                          "token_classification; for language models and images use lora, adalora or ia3")
+    from tuneforge.methods.bottleneck import apply_adapters  # here: it imports transformer_layers from this module
+
+    return apply_adapters(model, method, target.heads)
+
+
 # --------------------------------------------------------------------------- training work of a method
 
 
@@ -291,3 +304,5 @@ METHODS.register("ia3", "(IA)3: learned scaling vectors on keys, values and FFN 
 METHODS.register("prefix_tuning", "trained key/value prefixes in every layer (PEFT); base model untouched",
                  _prefix_tuning)
 METHODS.register("prompt_tuning", "trained soft-prompt embeddings before the input (PEFT)", _prompt_tuning)
+METHODS.register("adapter", "bottleneck adapters after each layer's output projections (Houlsby/Pfeiffer; "
+                 "method.placement, reduction_factor); ~0.5-1% trainable", _adapter)

@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 from tuneforge.data.tagging import TaggedText, split_words, tags_to_entities
+from tuneforge.methods.bottleneck import read_settings, restore_adapters
 from tuneforge.models.runtime import load_exported
 from tuneforge.runs import read_run
 from tuneforge.tasks.merging import merge_adapters, save_merged
@@ -43,8 +44,12 @@ class TokenClassifier:
         opened = read_run(path)
         folder, meta = opened.model_dir, opened.meta
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+        adapters = read_settings(folder)
         if opened.format != "pytorch":  # the graph answers like the transformers model: (B, T, K) token logits
             tagger = ExportedTagger(load_exported(folder, opened.format), meta["tags"], meta.get("crf", False))
+        elif adapters is not None:  # bottleneck adapters and head, inserted into the base model again
+            _, base = build_tagger(meta["base_model"], meta["tags"], meta.get("layers"))
+            tagger = Tagger(restore_adapters(base, folder, adapters), meta["tags"], meta.get("crf", False))
         elif meta["adapter"]:
             from peft import PeftModel
 
