@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from tuneforge.cli import compression, frozen, generate, info, predict, serve, train
+from tuneforge.cli import compression, ensemble, frozen, generate, info, predict, serve, train
 from tuneforge.errors import TuneforgeError
 from tuneforge.logging_setup import quiet_libraries
 
@@ -40,10 +40,12 @@ EPILOG = """examples:
   tuneforge distill runs/quickstart-2026...              a 3-layer student of the 6-layer run
   tuneforge prune runs/quickstart-2026... --method heads --amount 0.4 --recover-epochs 1
   tuneforge compress runs/quickstart-2026... --all      every variant, one trade-off table
+  tuneforge train configs/quickstart.yaml --seeds 3      3 seeds on one split, then their ensemble
+  tuneforge ensemble runs/a-2026... runs/b-2026... --weights equal   runs combined (probability average)
 """
 
 # The command groups, in the order `tuneforge --help` lists them.
-COMMAND_MODULES = (train, predict, compression, generate, frozen, serve, info)
+COMMAND_MODULES = (train, predict, compression, ensemble, generate, frozen, serve, info)
 
 
 def main(argv: list[str] | None = None) -> int:

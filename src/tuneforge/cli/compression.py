@@ -8,13 +8,16 @@ from pathlib import Path
 from tuneforge.cli.common import OVERRIDES_HELP, output_folder, split_list
 from tuneforge.cli.train import report_run
 from tuneforge.errors import TuneforgeError
+from tuneforge.runs.reader import is_ensemble_folder
 
 
 def add_parser(subparsers) -> None:
     """The export and compression commands and their arguments."""
     p = subparsers.add_parser("export", help="export a run: merged transformers folder, int8, ONNX or ONNX int8",
                               description="Each export is a self-contained folder (tokenizer, labels, config) "
-                                          "that `tuneforge predict`, `eval` and `serve` load like a run.")
+                                          "that `tuneforge predict`, `eval` and `serve` load like a run. An "
+                                          "ensemble exports each member (int8, onnx, onnx-int8) into "
+                                          "OUT/members/<i>/.")
     p.add_argument("run", help="run directory")
     p.add_argument("--format", choices=["merged", "int8", "onnx", "onnx-int8"],
                    help="merged: adapters folded into plain transformers weights; int8: PyTorch dynamic int8; "
@@ -84,6 +87,13 @@ def export(args: argparse.Namespace) -> int:
     fmt = "merged" if args.merge else args.format
     if fmt is None:
         raise TuneforgeError("nothing to export: pass --format (merged, int8, onnx, onnx-int8) or --merge")
+    if is_ensemble_folder(args.run):  # every member exported, plus the ensemble's own tuneforge.json
+        from tuneforge.experiments.ensemble import export_ensemble
+
+        out = export_ensemble(args.run, fmt, output_folder(args.out), args.force)
+        print(f"wrote the ensemble's members as {fmt} to {out}/members/")
+        print(f"use it like the ensemble: tuneforge predict {out} ...  |  tuneforge serve {out}")
+        return 0
     out = export_run(args.run, fmt, output_folder(args.out), args.force)
     print(f"wrote {fmt} to {out}")
     print(f"use it like the run: tuneforge predict {out} ...  |  tuneforge serve {out}")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from tuneforge.cli.common import OVERRIDES_HELP, output_folder, split_list
+from tuneforge.cli.common import OVERRIDES_HELP, output_folder, positive, split_list
 from tuneforge.errors import RunError, TuneforgeError
 
 
@@ -21,6 +21,9 @@ def add_parser(subparsers) -> None:
                         "override")
     p.add_argument("--resume-force", action="store_true",
                    help="resume even if the config changed data, model, method or batch settings")
+    p.add_argument("--seeds", type=positive, metavar="N",
+                   help="train N runs (seeds seed, seed+1, ... on one split: data.split_seed, else seed), then "
+                        "their ensemble with weights fitted on validation (<output.dir>/<name>-ensemble-<time>)")
     p.set_defaults(handler=train)
 
     p = subparsers.add_parser("quickstart",
@@ -31,8 +34,8 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("compare", help="train one config with several methods and tabulate the results")
     p.add_argument("config", help="YAML config file")
     p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP + "; applied to every method")
-    p.add_argument("--methods", default="full,freeze,topk,lora,adalora,ia3,prefix_tuning,prompt_tuning",
-                   help="comma-separated methods (default: all eight)")
+    p.add_argument("--methods", default="full,freeze,topk,lora,adalora,ia3,prefix_tuning,prompt_tuning,adapter",
+                   help="comma-separated methods (default: all nine)")
     p.add_argument("--set", action="append", metavar="METHOD:KEY=VALUE",
                    help="an override for one method only, e.g. full:train.lr=5e-5 (repeatable)")
     p.add_argument("--out", help="output folder (default: <output.dir>/compare-<name>-<timestamp>)")
@@ -45,10 +48,37 @@ def train(args: argparse.Namespace) -> int:
     from tuneforge.config import load_config
 
     config = load_config(args.config, args.overrides)
+    if args.seeds is not None:
+        return train_seeds(config, args)
     if args.resume is not None:
         check_resume(config, args.resume, args.resume_force)
     report_run(train_config(config, resume=args.resume, resume_force=args.resume_force))
     return 0
+
+
+def train_seeds(config, args: argparse.Namespace) -> int:
+    """``tuneforge train CONFIG --seeds N``: N runs on one split, then their ensemble and its table."""
+    from tuneforge.experiments.ensemble import train_seeds as train_and_combine
+
+    if args.seeds < 2:
+        raise TuneforgeError(f"--seeds {args.seeds}: an ensemble needs at least 2 runs; train one run without "
+                             "--seeds, or pass --seeds 2 or more")
+    if args.resume is not None or args.resume_force:
+        raise TuneforgeError("--resume with --seeds: resume the unfinished seed's run on its own (tuneforge train "
+                             "RUN/config.yaml --resume RUN), then combine the runs: tuneforge ensemble RUN RUN ...")
+    ensemble = train_and_combine(config, args.seeds)
+    if ensemble is not None:
+        show_ensemble(ensemble)
+    return 0
+
+
+def show_ensemble(ensemble) -> None:
+    """The members beside the ensemble, then the ensemble like a finished run (metrics, paths, next commands)."""
+    from tuneforge.experiments.ensemble import format_table
+    from tuneforge.runs import Run
+
+    print(format_table(ensemble.rows))
+    report_run(Run(ensemble.dir, ensemble.metrics))
 
 
 def check_resume(config, resume: str, force: bool) -> None:

@@ -34,6 +34,7 @@ from tuneforge.data.text import PadCollator, SeededBatches, TokenizedTexts, toke
 from tuneforge.errors import ConfigError, DataError
 from tuneforge.extensions import Extension, FitState, TaskContext
 from tuneforge.runs import Run
+from tuneforge.tasks.ensemble import EnsembleClassifier
 from tuneforge.tasks.merging import merge_adapters, require_mergeable
 
 
@@ -72,7 +73,7 @@ class Distillation(Extension):
 
     name = "distillation"
 
-    teacher: object  # a loaded TextClassifier
+    teacher: object  # a loaded TextClassifier, or an EnsembleClassifier (its logits: log of the mean probabilities)
     teacher_dir: Path
     settings: DistillConfig
     preset_student: nn.Module | None = None  # a student built elsewhere (a pruned copy of the teacher)
@@ -97,6 +98,16 @@ class Distillation(Extension):
         self.evaluate_teacher([r.text for r in context.splits.test], context.datasets["test"].targets)
         return self.summary(model, evaluation)
 
+    @property
+    def ensemble(self) -> bool:
+        return isinstance(self.teacher, EnsembleClassifier)
+
+    def recipe_start(self, context: TaskContext) -> None:
+        s = self.settings  # an ensemble is several networks: no one set of hidden states or attention maps
+        if self.ensemble and (s.hidden_weight or s.attention_weight or not s.cache_teacher_logits):
+            raise ConfigError("distill.hidden_weight / attention_weight / cache_teacher_logits: an ensemble teaches "
+                              "through its combined outputs only (cached once); set both weights to 0, caching true")
+
     # ------------------------------------------------------------------ the student
 
     def student(self, config: Config, labels, make: Callable[[], tuple]) -> tuple:
@@ -110,7 +121,7 @@ class Distillation(Extension):
             return self.teacher.tokenizer, self.preset_student.train()
         if not self.settings.from_teacher:
             return make()
-        teacher_model = self.teacher.merged()
+        teacher_model = (self.teacher.members[0] if self.ensemble else self.teacher).merged()  # a member's layers
         self.kept = self.settings.keep_layers or every_other_layer(teacher_model.config.num_hidden_layers)
         student = keep_layers(teacher_model, self.kept)
         print(f"Student: {len(self.kept)} of the teacher's {teacher_model.config.num_hidden_layers} layers "
@@ -150,11 +161,12 @@ class Distillation(Extension):
         if matching:
             self._check_matchable(student)
         cached = None if matching or not s.cache_teacher_logits else self._cached_logits(texts, config)
-        teacher = self.teacher.merged().eval()
+        teacher = None if self.ensemble else self.teacher.merged().eval()  # an ensemble's logits are all cached
         if s.attention_weight > 0:  # fused attention kernels return no attention maps
             teacher.set_attn_implementation("eager")
             student.set_attn_implementation("eager")
-        layer_map = matched_layers(student.config.num_hidden_layers, teacher.config.num_hidden_layers, self.kept)
+        layer_map = matched_layers(student.config.num_hidden_layers, teacher.config.num_hidden_layers,
+                                   self.kept) if matching else []
         multi_label = config.data.multi_label
 
         def loss_fn(model: nn.Module, batch: dict) -> torch.Tensor:
@@ -215,9 +227,9 @@ class Distillation(Extension):
                     return logits
             except Exception:  # a damaged cache file is recomputed, never trusted
                 pass
-        model = self.teacher.merged().eval()
-        logits = teacher_logits(model, TokenizedTexts(ids, None), tokenizer.pad_token_id or 0,
-                                config.eval.batch_size)
+        logits = (torch.from_numpy(self.teacher.logits(texts, batch_size=config.eval.batch_size)) if self.ensemble
+                  else teacher_logits(self.teacher.merged().eval(), TokenizedTexts(ids, None),
+                                      tokenizer.pad_token_id or 0, config.eval.batch_size))
         try:
             cache.parent.mkdir(exist_ok=True)
             partial = cache.with_suffix(f".{os.getpid()}.tmp")
@@ -247,7 +259,9 @@ class Distillation(Extension):
                 "kd_weight": s.kd_weight, "ce_weight": s.ce_weight, "hidden_weight": s.hidden_weight,
                 "attention_weight": s.attention_weight, "unlabelled_texts": len(self.unlabelled_texts),
                 "teacher_test": self.teacher_metrics}
-        lines = [f"Teacher: `{self.teacher_dir}` ({self.teacher.model.config.num_hidden_layers} layers); student: "
+        shape = (f"an ensemble of {len(self.teacher.members)}" if self.ensemble
+                 else f"{self.teacher.model.config.num_hidden_layers} layers")
+        lines = [f"Teacher: `{self.teacher_dir}` ({shape}); student: "
                  f"{student.config.num_hidden_layers} layers"
                  + (f", kept {self.kept}" if self.kept else "") + ".",
                  f"Loss: {s.kd_weight} x KL(T={s.temperature}) + {s.ce_weight} x CE"
@@ -395,9 +409,9 @@ def teacher_logits(model: nn.Module, dataset: TokenizedTexts, pad_id: int, batch
 
 
 def _cache_key(teacher_dir: Path, ids: list[list[int]]) -> str:
-    """Changes with the teacher's weights (name, size, mtime) and with every token of the data."""
+    """Changes with the teacher's weights (name, size, mtime; an ensemble's tuneforge.json) and every token."""
     digest = hashlib.sha256()
-    for path in sorted(teacher_dir.glob("*.safetensors")):
+    for path in [*sorted(teacher_dir.glob("*.safetensors")), teacher_dir / "tuneforge.json"]:
         stat = path.stat()
         digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     for row in ids:
@@ -439,7 +453,9 @@ def distill(teacher_run: str | Path, config: str | Path | Config | None = None,
     if not task.distillable or folder.format != "pytorch":
         raise ConfigError(f"{teacher_run}: the teacher must be a trained text or image classifier or causal LM "
                           "(an fp32 run, not an export)")
-    teacher = task.load(teacher_run)
+    teacher = task.load(teacher_run)  # an ensemble folder gives an EnsembleClassifier
+    if isinstance(teacher, EnsembleClassifier) and task.predicts != "texts":
+        raise ConfigError(f"{teacher_run}: distilling an ensemble works for text classifiers; distil a member run")
     if not isinstance(config, Config):
         config = default_student_config(teacher_dir, overrides) if config is None else load_config(config, overrides)
     if config.task != task.name:

@@ -30,6 +30,7 @@ _MODEL_FILES = (MODEL_CONFIG, MODEL_WEIGHTS, ADAPTER_CONFIG, "model.onnx", "mode
                 "vision.safetensors", TOKENIZER_CONFIG)
 # The model file of each export format, as ``compression.export`` writes it (``models.runtime`` reads it)
 EXPORT_FILES = {"int8": "model-int8.safetensors", "onnx": "model.onnx", "onnx-int8": "model.onnx"}
+ENSEMBLE_KEY = "ensemble"  # in tuneforge.json: an ensemble of member runs, no weights of its own
 _JSON_PARSE_LIMIT = 2 * 1024 * 1024  # larger JSON (a big vocabulary's tokenizer.json) is only checked for its end
 _HEADER_LIMIT = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
 _WINDOWS_DRIVE = re.compile(r"[A-Za-z]:[\\/]")
@@ -61,6 +62,18 @@ class RunFolder:
     def is_adapter(self) -> bool:
         return bool(self.meta.get("adapter"))
 
+    @property
+    def is_ensemble(self) -> bool:
+        """An ensemble folder (``tuneforge ensemble``): its members are other runs."""
+        return isinstance(self.meta.get(ENSEMBLE_KEY), dict)
+
+    @property
+    def members(self) -> list[Path]:
+        """An ensemble's member runs; stored paths are relative to the model folder, so a tree that moves whole
+        keeps working."""
+        entries = (self.meta.get(ENSEMBLE_KEY) or {}).get("members") or []
+        return [member_path(self.model_dir, entry) for entry in entries]
+
 
 def read_run(path: str | Path) -> RunFolder:
     """The checked model folder of a run directory (or of a model folder given directly).
@@ -72,6 +85,9 @@ def read_run(path: str | Path) -> RunFolder:
     folder = find_model_dir(Path(path))
     meta = read_meta(folder)
     run = RunFolder(folder, meta)
+    if run.is_ensemble:  # no weights of its own: each member is opened and checked instead
+        _check_ensemble(run)
+        return run
     fix = how_to_repair(folder, meta)
     for weights in sorted(folder.rglob("*.safetensors")):  # subfolders too: a Frozen run's fine-tuned LM
         check_safetensors(weights, fix)
@@ -320,6 +336,57 @@ def check_onnx(path: Path, fix: str = "export the run again") -> None:
         onnx.load(str(path), load_external_data=False)
     except (ProtobufError, ValueError, OSError) as error:
         raise RunError(f"{path}: not a readable ONNX model ({error}); the file is damaged: {fix}") from None
+
+
+# --------------------------------------------------------------------------- ensembles
+
+
+def member_path(model_dir: Path, entry: str) -> Path:
+    """Where an ensemble member lies: a stored relative path is read from the ensemble's model folder."""
+    path = Path(entry).expanduser()
+    return path if path.is_absolute() else model_dir / path
+
+
+def _check_ensemble(run: RunFolder) -> None:
+    """An ensemble's metadata is whole and every member opens (checked like any run) with the ensemble's task and
+    labels; a member that moved or is damaged is named, with how to repair the ensemble."""
+    source, spec = run.model_dir / META_FILE, run.meta[ENSEMBLE_KEY]
+    entries, weights = spec.get("members"), spec.get("weights")
+    if not (isinstance(entries, list) and len(entries) >= 2 and all(isinstance(e, str) for e in entries)
+            and isinstance(weights, list) and len(weights) == len(entries)
+            and all(isinstance(w, int | float) and w >= 0 for w in weights)
+            and abs(sum(weights) - 1) < 1e-3 and isinstance(run.meta.get("labels"), list)):
+        raise RunError(f"{source}: damaged ensemble metadata (members, weights or labels); {_rebuild(run)}")
+    for entry, member in zip(entries, run.members, strict=True):
+        where = f"{run.run_dir}: ensemble member {entry}"
+        if not member.exists():
+            raise RunError(f"{where} is not there ({member} does not exist: moved or deleted?); put the run back "
+                           f"there, or {_rebuild(run)}")
+        try:
+            opened = read_run(member)
+        except RunError as error:
+            raise RunError(f"{where} cannot be opened: {error}") from None
+        if opened.is_ensemble:
+            raise RunError(f"{where} is itself an ensemble; {_rebuild(run)} from plain runs")
+        if (opened.task, opened.meta.get("labels")) != (run.task, run.meta["labels"]):
+            raise RunError(f"{where} is now a {opened.task} run with labels {opened.meta.get('labels')}, not the "
+                           f"{run.task} run with labels {run.meta['labels']} the ensemble was built from; "
+                           f"{_rebuild(run)}")
+
+
+def _rebuild(run: RunFolder) -> str:
+    if run.format != "pytorch":  # an exported ensemble: export the ensemble again
+        return how_to_repair(run.model_dir, run.meta)
+    members = " ".join(str(member) for member in run.members) or "RUN RUN ..."
+    return f"rebuild the ensemble: tuneforge ensemble {members} --out {run.run_dir} --force"
+
+
+def is_ensemble_folder(path: str | Path) -> bool:
+    """Whether ``path`` is an ensemble's folder (metadata only; ``read_run`` checks the rest)."""
+    try:
+        return RunFolder(Path(), read_meta(find_model_dir(Path(path)))).is_ensemble
+    except RunError:
+        return False
 
 
 # --------------------------------------------------------------------------- base models

@@ -20,7 +20,7 @@ from typing import Any
 
 from tuneforge.errors import RunError, TuneforgeError
 from tuneforge.registry import Registry
-from tuneforge.runs.reader import RunFolder, how_to_repair, read_run
+from tuneforge.runs.reader import RunFolder, how_to_repair, is_ensemble_folder, read_run
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,8 @@ class Task:
         return _resolve(self.recipe)(config, resume=resume, resume_force=resume_force, **more)
 
     def load(self, run_dir: str | Path) -> Any:
+        if is_ensemble_folder(run_dir):  # members of this task, combined (``tuneforge ensemble``)
+            return _resolve(ENSEMBLE_LOADER)(run_dir)
         return _resolve(self.loader)(run_dir)
 
     def evaluate(self, run_dir: str | Path, request: EvalRequest) -> str:
@@ -102,6 +104,10 @@ def _resolve(reference: str) -> Callable:
         target = getattr(target, part)
     return target
 
+
+# An ensemble folder (``tuneforge ensemble``) is no task of its own: it names its members' task, and this loader
+# combines the members' probabilities.
+ENSEMBLE_LOADER = "tuneforge.tasks.ensemble:EnsembleClassifier.from_run"
 
 TASKS: Registry[Task] = Registry("task")
 
@@ -130,6 +136,8 @@ def open_run(path: str | Path) -> tuple[RunFolder, Task]:
         raise RunError(f"{path}: unknown task '{run.task}' in {run.model_dir / 'tuneforge.json'} (written by a newer "
                        "tuneforge?)")
     task = TASKS.get(run.task)
+    if run.is_ensemble:  # no weights of its own; read_run opened every member
+        return run, task
     present = {p.name for p in run.model_dir.iterdir()}
     if task.weights and run.format == "pytorch" and not present & set(task.weights):
         raise RunError(f"{run.model_dir}: no model weights ({' or '.join(task.weights)}); the folder is incomplete: "
@@ -140,7 +148,7 @@ def open_run(path: str | Path) -> tuple[RunFolder, Task]:
 
 
 def load(path: str | Path) -> Any:
-    """The trained model of a run (``tuneforge.load``)."""
+    """The trained model of a run (``tuneforge.load``); an ensemble folder gives its ``EnsembleClassifier``."""
     _, task = open_run(path)
     return task.load(path)
 
