@@ -44,7 +44,8 @@ def _newest_run(folder: Path) -> Path:
     return max((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
 
 
-def test_readme_few_labels_commands_run(tiny_bert, rt_csv, tmp_path, monkeypatch, capsys):
+def test_readme_few_labels_and_ensemble_docs_commands_run(tiny_bert, rt_csv, tmp_path, monkeypatch, capsys):
+    """README's Few labels block, then docs/ensembles.md on the ensemble its `--seeds 3` line built."""
     monkeypatch.chdir(tmp_path)
     config = tiny_config(tiny_bert, rt_csv, tmp_path)
     (tmp_path / "my.yaml").write_text(yaml.safe_dump(config))
@@ -52,21 +53,41 @@ def test_readme_few_labels_commands_run(tiny_bert, rt_csv, tmp_path, monkeypatch
     for args in _commands(ROOT / "README.md", "Few labels"):
         if args[0] == "train":
             _run(capsys, [*args, *QUICK])
-            run = _newest_run(runs)
-            metrics = json.loads((run / "metrics.json").read_text())
-            if any(a.startswith("data.augment") for a in args):
-                assert metrics["augmentation"]["items_augmented"] > 0
-            if "train.adversarial.method=fgm" in args:
-                assert metrics["adversarial"]["method"] == "fgm"
-            if "method.name=adapter" in args:
-                assert (run / "model" / "bottleneck_adapters.safetensors").is_file()
-            if "--seeds" in args:
-                meta = json.loads((run / "model" / "tuneforge.json").read_text())
-                assert len(meta["ensemble"]["members"]) == 3
+            _check_run(_newest_run(runs), args)
         else:
             args = [str(_newest_run(runs)) if a.startswith("runs/") else a for a in args]
             out = _run(capsys, args)
             assert "typos (rate 0.1): accuracy" in out and "synonyms (rate 0.1): accuracy" in out
+
+    members = sorted(str(p) for p in runs.glob("test-seed*"))
+    model = ["model.name=" + str(tiny_bert), "data.dataset=null", f"data.train_file={rt_csv}"]
+    for args in _commands(ROOT / "docs" / "ensembles.md"):
+        if args[:2] == ["train", "configs/quickstart.yaml"]:
+            continue  # the --seeds line ran above, on the README's config
+        if args[0] == "serve":
+            continue  # serving an ensemble: tests/test_ensembles.py checks what the server loads
+        if args[0] == "ensemble":
+            options = [a for a in args[1:] if a != "RUN" and not a.startswith("runs/quickstart-seed")]
+            args = ["ensemble", *members[: args.count("RUN") or 2], *options]
+        args = [a if not a.startswith("distill.keep_layers") else "distill.keep_layers=[0]" for a in args]
+        args = [str(rt_csv) if a == "labelled.csv" else a for a in args]
+        _run(capsys, [*args, *QUICK, *model] if args[0] == "distill" else args)
+    assert (tmp_path / "runs" / "quickstart-ensemble" / "export-onnx-int8" / "members").is_dir()
+    meta = json.loads((tmp_path / "runs" / "my-ensemble" / "model" / "tuneforge.json").read_text())
+    assert meta["ensemble"]["combine"] == "mean" and len(meta["ensemble"]["members"]) == 3
+
+
+def _check_run(run: Path, args: list[str]) -> None:
+    metrics = json.loads((run / "metrics.json").read_text())
+    if any(a.startswith("data.augment") for a in args):
+        assert metrics["augmentation"]["items_augmented"] > 0
+    if "train.adversarial.method=fgm" in args:
+        assert metrics["adversarial"]["method"] == "fgm"
+    if "method.name=adapter" in args:
+        assert (run / "model" / "bottleneck_adapters.safetensors").is_file()
+    if "--seeds" in args:
+        meta = json.loads((run / "model" / "tuneforge.json").read_text())
+        assert len(meta["ensemble"]["members"]) == 3
 
 
 def test_low_data_doc_configs_and_commands_run(tiny_bert, tiny_llama, rt_csv, tmp_path, monkeypatch, capsys):

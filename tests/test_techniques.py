@@ -94,10 +94,10 @@ def test_a_model_without_input_embeddings_is_refused():
 # --------------------------------------------------------------------------- one run with every technique
 
 
-def test_an_augmented_adversarial_run_resumes_exactly_and_reports_both(tmp_path, rt_csv):
+def test_an_augmented_adversarial_run_resumes_exactly_and_reports_both(tiny_bert, tmp_path, rt_csv):
     """Stopped at step 4 of 8 and resumed: the same adapter as a run never stopped (augmentation is a function of
     (seed, epoch, row), FGM draws nothing); the report shows what augmentation did and what FGM cost."""
-    config = tiny_config("minilm-l6", rt_csv, tmp_path, method={"name": "lora", "r": 4},
+    config = tiny_config(tiny_bert, rt_csv, tmp_path, method={"name": "lora", "r": 4},
                          data={"augment": {"synonym": 0.2, "swap": 0.1, "delete": 0.1, "probability": 1.0}},
                          train={"max_steps": 8, "lr": 3e-3, "adversarial": {"method": "fgm", "epsilon": 0.5},
                                 "checkpoint": {"every": 4, "keep_last": 3}},

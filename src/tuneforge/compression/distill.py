@@ -4,8 +4,7 @@ The student is either a copy of the teacher keeping some of its layers (DistilBE
 named model. The loss mixes a temperature-softened KL to the teacher (scaled by T^2, Hinton et al. 2015),
 cross-entropy to the true labels and, for students as wide as the teacher, MSE between matched hidden
 states and attention maps. ``Distillation`` is a training extension (``tuneforge.extensions``) of the ordinary
-text-classification recipe, so a distilled run has the same data checks, checkpoints, evaluation, report and
-model folder as any other run, and the recipe knows nothing of distillation.
+text-classification recipe (a distilled run has the same data checks, checkpoints, report and model folder).
 
 Image classifiers (the student is ``model.name``) and causal LMs (token-level KL; the student is a layer-dropped
 copy of the teacher or ``model.name``) distil through the ``OnlineDistillation`` extension of their own recipes.
@@ -460,7 +459,8 @@ def distill(teacher_run: str | Path, config: str | Path | Config | None = None,
         config = default_student_config(teacher_dir, overrides) if config is None else load_config(config, overrides)
     if config.task != task.name:
         raise ConfigError(f"task: the teacher is a {task.name} run, so the student config needs task: {task.name}")
-    require_mergeable(meta, "distill")
+    require_mergeable(meta, "distill (a student from model.name, distill.from_teacher=false, needs only logits)",
+                      traced=task.predicts == "texts" and not config.distill.from_teacher)
     images = task.predicts == "images"
     if config.distill.from_teacher and not images:
         config.model.name = meta["base_model"]  # the student's architecture and tokenizer family

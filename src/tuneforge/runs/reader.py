@@ -410,7 +410,9 @@ def base_models(run: RunFolder) -> list[tuple[str, str]]:
     if run.format != "pytorch":
         return []
     found = []
-    if run.is_adapter or not any(run.model_dir.glob("*.safetensors")):
+    # bottleneck adapters keep only their own weights too (``bottleneck_adapters.safetensors``)
+    keeps_base = run.is_adapter or (run.model_dir / "bottleneck_config.json").is_file()
+    if keeps_base or not any(run.model_dir.glob("*.safetensors")):
         found.append(("base_model", run.meta.get("base_model")))
     if not run.meta.get("finetune_lm", True):
         found.append(("language_model", run.meta.get("language_model")))

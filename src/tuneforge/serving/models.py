@@ -71,10 +71,11 @@ def fold_adapters(model) -> None:
     rounding) with less work per request (bench/serve_throughput.py). Prefix and prompt tuning stay as they are."""
     from tuneforge.tasks.merging import UNMERGEABLE, merge_adapters
 
-    meta = getattr(model, "meta", {})
-    if meta.get("adapter") and meta.get("method") not in UNMERGEABLE:
-        holder = getattr(model, "tagger", model)  # an entity tagger holds its transformers model in its Tagger
-        holder.model = merge_adapters(holder.model, meta).eval()
+    for member in getattr(model, "members", None) or [model]:  # an ensemble: each of its runs
+        meta = getattr(member, "meta", {})
+        if meta.get("adapter") and meta.get("method") not in UNMERGEABLE:
+            holder = getattr(member, "tagger", member)  # an entity tagger holds its transformers model in its Tagger
+            holder.model = merge_adapters(holder.model, meta).eval()
 
 
 def model_specs(runs: list[str], named: list[str]) -> dict[str, Path]:
@@ -116,7 +117,8 @@ def inspect(name: str, run: Path) -> ServedModel:
         raise
     if task.serve is None:
         raise RunError(f"{run}: a {task.name} run cannot be served ({task.not_served})")
-    _refuse_pickles(run, folder.model_dir)
+    for model_dir in [folder.model_dir, *(_model_dir_or_none(member) for member in folder.members)]:
+        _refuse_pickles(run, model_dir)  # an ensemble loads its members' folders too
     return ServedModel(name, Path(run), task.name, labels=folder.meta.get("labels") or _entity_types(folder.meta),
                        created=int(folder.model_dir.joinpath(META_FILE).stat().st_mtime))
 

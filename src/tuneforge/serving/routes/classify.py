@@ -50,9 +50,10 @@ def add_routes(app: FastAPI, server: Server) -> None:
 
 
 def _classifier(served: ServedModel) -> Callable[[list], list]:
+    from tuneforge.tasks.ensemble import EnsembleClassifier
     from tuneforge.tasks.text_classification.model import TextClassifier
 
-    if isinstance(served.model, TextClassifier):
+    if isinstance(served.model, TextClassifier | EnsembleClassifier):
         # A micro-batch is split into length-sorted forward passes of TEXT_FORWARD_BATCH: texts from different
         # requests vary in length, and one pass over all of them would mostly compute padding.
         return lambda texts: served.model.predict(texts, batch_size=TEXT_FORWARD_BATCH)
