@@ -178,10 +178,14 @@ def test_distilling_or_pruning_an_adapter_run_is_refused_clearly(text_run, tmp_p
     from tuneforge.compression.distill import distill
     from tuneforge.compression.pruning import prune
 
-    with pytest.raises(ConfigError, match="distill: bottleneck adapters"):
-        distill(text_run[0].dir)
+    with pytest.raises(ConfigError, match=r"distill \(a student from model.name.*\): bottleneck adapters"):
+        distill(text_run[0].dir)  # the default student copies the teacher's layers, which cannot hold adapters
     with pytest.raises(ConfigError, match="prune: bottleneck adapters"):
         prune(text_run[0].dir, "magnitude", 0.3, out=tmp_path / "pruned")
+    # a student from model.name needs only the teacher's outputs
+    student = distill(text_run[0].dir, None, ["distill.from_teacher=false", "train.max_steps=2",
+                                              f"output.dir={tmp_path}", "output.progress=false"])
+    assert student.metrics["fit"]["steps"] == 2 and (student.dir / "model" / "model.safetensors").is_file()
 
 
 def _documents() -> list[tuple[str, tuple]]:
