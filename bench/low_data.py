@@ -38,8 +38,11 @@ from tuneforge.data.splits import load_splits
 RESULTS = Path(__file__).resolve().parent / "results" / "low_data.json"
 SPLIT_SEED = 42  # the quickstart's split: the same validation and test sentences for every run
 LOW_DATA = 200
-AUGMENT = {"synonym": 0.1, "insert": 0.1, "swap": 0.1, "delete": 0.1, "probability": 0.8}
+AUGMENT = {"synonym": 0.1, "insert": 0.1, "swap": 0.1, "delete": 0.1, "probability": 0.8}  # EDA's alpha 0.1
+AUGMENT_VARIANTS = {"augmented (EDA, 0.1)": AUGMENT,
+                    "augmented (synonyms 0.2 + insert 0.1)": {"synonym": 0.2, "insert": 0.1, "probability": 1.0}}
 LOW_DATA_TRAIN = {"epochs": 15, "batch_size": 16}
+LOW_DATA_EVAL = {"every": 39}  # every 3 epochs: 1,057 validation sentences cost more than 3 epochs of 200
 FGM = {"method": "fgm", "epsilon": 1.0}
 PARTS = ("augment", "adversarial", "adapters", "ensemble", "cost")
 
@@ -86,14 +89,16 @@ def figures(run, test_texts=None, test_labels=None) -> dict:
 def part_augment(out: Path, seeds: int) -> dict:
     """200 labels: plain vs augmented, each seed its own class-balanced sample."""
     splits = load_splits(load_config(None).data, SPLIT_SEED)
-    rows = {"plain": [], "augmented": []}
+    variants = {"plain": None, **AUGMENT_VARIANTS}
+    rows = {name: [] for name in variants}
     for seed in range(seeds):
         sample = _balanced_sample(splits.train, LOW_DATA, seed)
         files = _write_split_files(out / f"data-{seed}", sample, splits.validation, splits.test)
         data = {"dataset": None, **files}
-        for variant in rows:
-            extra = {"augment": AUGMENT} if variant == "augmented" else {}
-            run = train(base_config(out / variant, seed, data=data | extra, train=LOW_DATA_TRAIN))
+        for variant, augment in variants.items():
+            extra = {"augment": augment} if augment else {}
+            run = train(base_config(out / f"v{list(variants).index(variant)}", seed, data=data | extra,
+                                    train=LOW_DATA_TRAIN, eval=LOW_DATA_EVAL))
             rows[variant].append(figures(run))
             print(f"augment part, seed {seed}, {variant}: test accuracy {rows[variant][-1]['accuracy']:.4f}",
                   file=sys.stderr)
@@ -111,11 +116,13 @@ def part_adversarial(out: Path, seeds: int, texts, labels) -> dict:
     return rows
 
 
-def part_adapters(out: Path, seeds: int) -> dict:
-    variants = {"lora r8": {"name": "lora"},
-                "adapter pfeiffer": {"name": "adapter", "placement": "pfeiffer"},
+def part_adapters(out: Path, seeds: int, lora: list[dict]) -> dict:
+    """LoRA r 8 (the adversarial part's plain runs, when present) against both adapter placements."""
+    variants = {"adapter pfeiffer": {"name": "adapter", "placement": "pfeiffer"},
                 "adapter houlsby": {"name": "adapter", "placement": "houlsby"}}
-    rows = {name: [] for name in variants}
+    if len(lora) < seeds:
+        variants = {"lora r8": {"name": "lora"}, **variants}
+    rows = {"lora r8": lora[:seeds]} | {name: [] for name in variants}
     for seed in range(seeds):
         for name, method in variants.items():
             config = base_config(out / name.replace(" ", "-"), seed)
@@ -231,7 +238,8 @@ def main() -> None:
         elif part == "adversarial":
             results[part] = part_adversarial(out / part, args.seeds, texts, labels)
         elif part == "adapters":
-            results[part] = part_adapters(out / part, args.seeds)
+            plain = [row for row in results.get("adversarial", {}).get("plain", []) if Path(row["run"]).is_dir()]
+            results[part] = part_adapters(out / part, args.seeds, plain)
         elif part == "ensemble":
             plain = results.get("adversarial", {}).get("plain", [])
             members = [row["run"] for row in plain if Path(row["run"]).is_dir()]

@@ -115,15 +115,18 @@ def _predictions_agree_with_eval(run_dir: Path, held_out, tmp_path: Path) -> Non
 
 
 def test_an_interrupted_run_resumes_exactly(msra, tmp_path):
-    """Stopped at step 4 of 8 (its checkpoint), resumed: the same CRF and head weights as a run never stopped."""
+    """Stopped at step 4 of 8 (its checkpoint), resumed: the same CRF and head weights as a run never stopped,
+    with augmentation (entities kept, tags realigned) and FGM on the embeddings in the run."""
     train, _ = msra
     conll = tmp_path / "train.bmes"
     conll.write_text(_bmes(train[:160]), encoding="utf-8")
     config = {"task": "token_classification", "name": "resume", "seed": 3, "deterministic": True,
               "model": {"name": "gemma3-270m"}, "method": {"name": "lora", "r": 4},
-              "data": {"dataset": None, "train_file": str(conll), "max_length": 48},
+              "data": {"dataset": None, "train_file": str(conll), "max_length": 48,
+                       "augment": {"synonym": 0.2, "swap": 0.1, "char_noise": 0.05, "probability": 0.7}},
               "ner": {"layers": 1, "crf": True},
-              "train": {"max_steps": 8, "batch_size": 8, "lr": 3e-3, "checkpoint": {"every": 4, "keep_last": 3}},
+              "train": {"max_steps": 8, "batch_size": 8, "lr": 3e-3, "checkpoint": {"every": 4, "keep_last": 3},
+                        "adversarial": {"method": "fgm", "epsilon": 0.5}},
               "eval": {"every": 4},
               "output": {"dir": str(tmp_path / "runs"), "progress": False, "tensorboard": False}}
     whole = tuneforge.train(config)
@@ -136,3 +139,4 @@ def test_an_interrupted_run_resumes_exactly(msra, tmp_path):
     for name in names:
         a, b = uninterrupted[name], load_file(resumed.dir / "model" / name)
         assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a), name
+    assert whole.metrics["augmentation"]["items_augmented"] > 0 and whole.metrics["adversarial"]["method"] == "fgm"
