@@ -3,7 +3,7 @@
     python bench/low_data.py                      # every part (about 40 min on 2 cores, alone)
     python bench/low_data.py --parts augment      # one part: augment, adversarial, adapters, ensemble, cost
     python bench/low_data.py --seeds 2            # fewer seeds (the low-data targets are judged on 3)
-    python bench/low_data.py --full-seeds 1       # one seed per FGM and adapter run on the full set
+    python bench/low_data.py --full-seeds 3 --adapter-seeds 3   # more seeds for the full-set FGM and adapter rows
 
 minilm-l6 + LoRA (the quickstart), rt-sentences with its usual seeded 80/10/10 split (validation 1,057 and test
 1,057 sentences). Every figure is a mean over seeds: one run's noise on 1,057 test sentences is about +-1 point.
@@ -235,8 +235,8 @@ def main() -> None:
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, from {', '.join(PARTS)}")
     parser.add_argument("--seeds", type=int, default=3, help="seeds of the 200-label runs and of the plain "
                         "full-set runs (the ensemble's members)")
-    parser.add_argument("--full-seeds", type=int, default=2,
-                        help="seeds of the FGM runs and (at most) of each adapter placement on the full set")
+    parser.add_argument("--full-seeds", type=int, default=2, help="seeds of the FGM runs on the full set")
+    parser.add_argument("--adapter-seeds", type=int, default=1, help="seeds of each adapter placement")
     parser.add_argument("--out", help="folder for the runs (default: a temporary folder)")
     args = parser.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="tuneforge-low-data-"))
@@ -251,7 +251,7 @@ def main() -> None:
             results[part] = part_adversarial(out / part, args.seeds, args.full_seeds, texts, labels)
         elif part == "adapters":
             plain = [row for row in results.get("adversarial", {}).get("plain", []) if Path(row["run"]).is_dir()]
-            results[part] = part_adapters(out / part, args.full_seeds, plain)
+            results[part] = part_adapters(out / part, args.adapter_seeds, plain)
         elif part == "ensemble":
             plain = results.get("adversarial", {}).get("plain", [])
             members = [row["run"] for row in plain if Path(row["run"]).is_dir()]

@@ -191,6 +191,12 @@ def test_a_damaged_or_moved_member_is_named(seeds, tmp_path):
     assert code == 2 and "member" in err
 
 
+def test_compressing_an_ensemble_is_refused_before_any_folder(seeds):
+    code, _, err = cli("compress", seeds["ensemble"], "--variants", "int8")
+    assert code == 2 and "distil it into one model" in err
+    assert not list(Path(seeds["ensemble"]).glob("compress-*"))
+
+
 def test_seeds_one_and_resume_are_refused(seeds):
     for extra in (["--seeds", 1], ["--seeds", 2, "--resume"]):
         code, _, err = cli("train", seeds["config"], *extra)

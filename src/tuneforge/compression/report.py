@@ -65,6 +65,9 @@ def compress(run: str | Path, variants: list[str], out: str | Path | None = None
     folder, task = open_run(run)
     if not task.compressible:
         raise ConfigError(f"{run}: compress measures text classifiers; a {task.name} run has no variants to build")
+    if folder.is_ensemble:  # refused before any folder is made
+        raise ConfigError(f"{run}: an ensemble is several models, so it has no one set of weights to prune or "
+                          "quantise; distil it into one model (tuneforge distill) and compress that")
     source = folder.model_dir
     texts, truth = labelled_test_split(source)  # before minutes of building: a run without one fails now
     out = Path(out) if out else source.parent / f"compress-{time.strftime('%Y%m%d-%H%M%S')}"
