@@ -74,8 +74,9 @@ def test_the_perturbation_has_its_size_and_raises_the_loss(method, tiny_bert, rt
 
     extension.loss_with = spy
     assert gradient.abs().sum() > 0  # the clean forward's embedding output kept its gradient
+    own = extension.clean.detach().flatten(1).norm(dim=1)  # each example's embedding norm: sizes are shares of it
     extension.after_backward(state, batch)
-    final = sizes[-1]
+    final = sizes[-1] / own
     if method == "fgm":
         assert torch.allclose(final, torch.full_like(final, 0.5), atol=1e-4)
     else:
@@ -99,7 +100,7 @@ def test_an_augmented_adversarial_run_resumes_exactly_and_reports_both(tiny_bert
     (seed, epoch, row), FGM draws nothing); the report shows what augmentation did and what FGM cost."""
     config = tiny_config(tiny_bert, rt_csv, tmp_path, method={"name": "lora", "r": 4},
                          data={"augment": {"synonym": 0.2, "swap": 0.1, "delete": 0.1, "probability": 1.0}},
-                         train={"max_steps": 8, "lr": 3e-3, "adversarial": {"method": "fgm", "epsilon": 0.5},
+                         train={"max_steps": 8, "lr": 3e-3, "adversarial": {"method": "fgm", "epsilon": 0.05},
                                 "checkpoint": {"every": 4, "keep_last": 3}},
                          eval={"every": 4})
     config["deterministic"] = True

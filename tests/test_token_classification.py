@@ -126,7 +126,7 @@ def test_an_interrupted_run_resumes_exactly(msra, tmp_path):
                        "augment": {"synonym": 0.2, "swap": 0.1, "char_noise": 0.05, "probability": 0.7}},
               "ner": {"layers": 1, "crf": True},
               "train": {"max_steps": 8, "batch_size": 8, "lr": 3e-3, "checkpoint": {"every": 4, "keep_last": 3},
-                        "adversarial": {"method": "fgm", "epsilon": 0.5}},
+                        "adversarial": {"method": "fgm", "epsilon": 0.05}},
               "eval": {"every": 4},
               "output": {"dir": str(tmp_path / "runs"), "progress": False, "tensorboard": False}}
     whole = tuneforge.train(config)

@@ -144,9 +144,12 @@ class AdversarialConfig:
         None, "Adversarial training on the input embeddings: `fgm` (one step, Miyato et al. 2017) or `pgd` (several "
         "steps projected onto the epsilon ball, Madry et al. 2018); null = off."
     )
-    epsilon: float = setting(1.0, "Size (L2 norm per example) of the embedding perturbation.")
+    epsilon: float = setting(
+        0.02, "Size of the embedding perturbation as a share of the example's own embedding norm (L2 over its "
+        "tokens): 0.02 = 2%, the same meaning for every model. Larger sizes cost clean accuracy (docs/low_data.md)."
+    )
     steps: int = setting(3, "pgd: ascent steps per batch (each one more forward and backward).")
-    alpha: float = setting(0.3, "pgd: size of each ascent step.")
+    alpha: float = setting(0.01, "pgd: size of each ascent step, as a share of the example's embedding norm.")
     weight: float = setting(1.0, "Weight of the adversarial loss added to the clean loss.")
 
     def check(self, source: str) -> None:
