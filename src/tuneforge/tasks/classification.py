@@ -77,6 +77,16 @@ def decide(probs: np.ndarray, multi_label: bool, thresholds: list[float] | None)
     return (probs >= limits).astype(int)
 
 
+def predictions_from(probs: np.ndarray, labels: LabelSpace, thresholds: list[float] | None) -> list[Prediction]:
+    """One ``Prediction`` per row of ``probs``: the decided label(s) and every label's probability."""
+    decided = decide(probs, labels.multi_label, thresholds)
+    names, predictions = labels.names, []
+    for row, choice in zip(probs, decided, strict=True):
+        label = [names[i] for i in np.flatnonzero(choice)] if labels.multi_label else names[int(choice)]
+        predictions.append(Prediction(label, {n: float(p) for n, p in zip(names, row, strict=True)}))
+    return predictions
+
+
 def score(probs: np.ndarray, targets: torch.Tensor, labels: LabelSpace, thresholds: list[float] | None) -> dict:
     predicted = decide(probs, labels.multi_label, thresholds)
     if labels.multi_label:

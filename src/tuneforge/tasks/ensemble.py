@@ -17,7 +17,7 @@ import numpy as np
 from tuneforge.errors import ConfigError, RunError
 from tuneforge.runs import read_run
 from tuneforge.runs.reader import ENSEMBLE_KEY
-from tuneforge.tasks.classification import LabelSpace, Prediction, decide
+from tuneforge.tasks.classification import LabelSpace, Prediction, predictions_from
 
 EPSILON = 1e-7  # probabilities are clipped to [EPSILON, 1 - EPSILON] before a log, as loss_from_probs does
 
@@ -77,13 +77,7 @@ class EnsembleClassifier:
         if not inputs:
             return []
         probs = self.predict_proba(inputs, batch_size)
-        decided = decide(probs, self.labels.multi_label, self.meta.get("thresholds"))
-        names = self.labels.names
-        predictions = []
-        for row, choice in zip(probs, decided, strict=True):
-            label = [names[i] for i in np.flatnonzero(choice)] if self.labels.multi_label else names[int(choice)]
-            predictions.append(Prediction(label, {n: float(p) for n, p in zip(names, row, strict=True)}))
-        return predictions
+        return predictions_from(probs, self.labels, self.meta.get("thresholds"))
 
     def merged(self):
         """An ensemble has no single set of weights to merge, prune, compress or export as one model."""

@@ -15,7 +15,7 @@ from tuneforge.errors import RunError
 from tuneforge.methods.bottleneck import BottleneckModel, insert_adapters, read_settings, restore_adapters
 from tuneforge.models.runtime import INT8_FILE, SCALE_SUFFIX, load_exported, quantize_int8
 from tuneforge.runs import read_run
-from tuneforge.tasks.classification import LabelSpace, Prediction, decide
+from tuneforge.tasks.classification import LabelSpace, Prediction, predictions_from
 from tuneforge.tasks.merging import merge_adapters, save_merged
 from tuneforge.tasks.text_classification.recipe import build_model, predict_probs
 
@@ -62,13 +62,7 @@ class TextClassifier:
         if not texts:
             return []
         probs = self.predict_proba(texts, batch_size)
-        decided = decide(probs, self.labels.multi_label, self.meta.get("thresholds"))
-        names = self.labels.names
-        predictions = []
-        for row, choice in zip(probs, decided, strict=True):
-            label = [names[i] for i in np.flatnonzero(choice)] if self.labels.multi_label else names[int(choice)]
-            predictions.append(Prediction(label, {n: float(p) for n, p in zip(names, row, strict=True)}))
-        return predictions
+        return predictions_from(probs, self.labels, self.meta.get("thresholds"))
 
     def merged(self) -> nn.Module:
         """The plain transformers model: adapters folded into the base weights (a no-op without them)."""
